@@ -1,0 +1,63 @@
+//! Command-line types (clap). Only `commands::run` looks at them, to build `Settings`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A pull-based GitOps agent: brings this host to match a commit of a deploy repo.
+#[derive(Debug, Parser)]
+#[command(name = "plumb", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub common: Common,
+    /// More detail on stderr (-v, -vv).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+/// Flags every subcommand accepts; each overrides the host config.
+#[derive(Debug, Args, Default)]
+pub struct Common {
+    /// Host config file [default: <root>/etc/plumb/plumb.yaml].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Put every absolute host path under DIR (a sandbox; no root needed).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Deploy repo: a local path, file://, ssh:// or https:// URL.
+    #[arg(long, global = true, value_name = "URL|PATH")]
+    pub repo: Option<String>,
+    /// Branch to deploy.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub branch: Option<String>,
+    /// Sub-directory of the repo that holds deploy.yaml.
+    #[arg(long, global = true, value_name = "SUBDIR")]
+    pub path: Option<String>,
+    /// State directory (host path) [default: /var/lib/plumb].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Host name that selects hosts/<NAME>.yaml [default: this machine's].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch the deploy repo, plan, and bring the host to the target commit.
+    Reconcile {
+        /// Run once and exit (the only mode of `reconcile`; `plumb run` is the daemon).
+        #[arg(long)]
+        once: bool,
+        /// Print the plan, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Redeploy even when the host is up to date.
+        #[arg(long)]
+        force: bool,
+        /// Wait for the lock instead of failing when another run holds it.
+        #[arg(long)]
+        wait: bool,
+    },
+}

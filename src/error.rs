@@ -1,0 +1,158 @@
+//! Typed errors, one enum per stage, and the one function that picks exit codes.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Exit codes are part of the interface: scripts and timers rely on them.
+pub mod exit {
+    /// Done: changed, or already up to date.
+    pub const OK: u8 = 0;
+    /// An unexpected internal failure.
+    pub const INTERNAL: u8 = 1;
+    /// Bad usage or bad host config (also clap's code for bad flags).
+    pub const CONFIG: u8 = 2;
+    /// Another run holds the lock.
+    pub const LOCKED: u8 = 3;
+    /// The deploy repo could not be fetched.
+    pub const FETCH: u8 = 4;
+    /// The commit is invalid (YAML, template, path, conflict): nothing was changed.
+    pub const INVALID: u8 = 5;
+    /// Applying failed on the host.
+    pub const APPLY: u8 = 6;
+}
+
+/// Every failure a command can end with.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Invalid(#[from] InvalidError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("state file {path}: {message}")]
+    State { path: PathBuf, message: String },
+}
+
+impl Error {
+    /// The documented exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => exit::CONFIG,
+            Error::Lock(LockError::Held { .. }) => exit::LOCKED,
+            Error::Lock(LockError::Io { .. }) => exit::APPLY,
+            Error::Fetch(_) => exit::FETCH,
+            Error::Invalid(_) => exit::INVALID,
+            Error::Apply(_) => exit::APPLY,
+            Error::State { .. } => exit::INTERNAL,
+        }
+    }
+}
+
+/// The host config or flags are unusable.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read host config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("host config {0}")]
+    Yaml(#[from] crate::yaml::YamlError),
+    #[error("no deploy repo given: set `repo:` in {config} or pass --repo")]
+    NoRepo { config: PathBuf },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The run lock.
+#[derive(Debug, Error)]
+pub enum LockError {
+    #[error(
+        "another plumb run (pid {pid}) holds the lock {path}; wait for it to finish, or pass --wait"
+    )]
+    Held { path: PathBuf, pid: String },
+    #[error("cannot take the lock {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Fetching or reading the deploy repo.
+#[derive(Debug, Error)]
+pub enum FetchError {
+    #[error("fetch from {remote} failed: {message}")]
+    Remote { remote: String, message: String },
+    #[error(
+        "ssh host key of {host} is not trusted: the server offered {key_type} {fingerprint}, {reason}; \
+         add the server's key to {known_hosts} after checking it out of band"
+    )]
+    HostKey {
+        host: String,
+        key_type: String,
+        fingerprint: String,
+        reason: String,
+        known_hosts: PathBuf,
+    },
+    #[error("branch {branch:?} not found at {remote}")]
+    NoBranch { remote: String, branch: String },
+    #[error("git mirror {path}: {message}")]
+    Mirror { path: PathBuf, message: String },
+    #[error("cannot read {path}: {source}")]
+    Credential {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The commit cannot be deployed as it is; the host was not touched.
+#[derive(Debug, Error)]
+pub enum InvalidError {
+    #[error("{0}")]
+    Yaml(#[from] crate::yaml::YamlError),
+    #[error("{file}: {message}")]
+    Repo { file: String, message: String },
+    #[error("template {template}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Template {
+        template: String,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("{0}")]
+    Path(#[from] crate::paths::PathError),
+    #[error(
+        "{path} exists and is not managed by plumb; move it away (or delete it) and run again. Nothing was changed"
+    )]
+    NotOwned { path: PathBuf },
+}
+
+/// Changing the host failed part-way.
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    #[error("{action}: {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Command(#[from] crate::host::CommandError),
+}
+
+impl ApplyError {
+    /// Wrap an I/O error with what was being done and on which path.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| ApplyError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The `Host` trait: every side effect plumb has on a machine goes through it.
+//!
+//! Paths are host paths (`/etc/nginx/...`); `RealHost` places them under its
+//! root, so `--root DIR` turns any run into a sandbox run. Service-manager and
+//! web-server commands are executed on a real root and recorded (in order, in
+//! the state dir) on a sandbox root.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use thiserror::Error;
+
+use crate::paths;
+
+/// A command plumb asks the host to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostCall {
+    /// `systemctl <args…>`.
+    Systemctl(Vec<String>),
+    /// Check nginx's full configuration (`nginx -t`).
+    NginxTest,
+    /// Make nginx load its configuration again.
+    NginxReload,
+}
+
+impl HostCall {
+    /// `systemctl <verb> <units…>`.
+    pub fn systemctl<I: IntoIterator<Item = S>, S: Into<String>>(args: I) -> Self {
+        HostCall::Systemctl(args.into_iter().map(Into::into).collect())
+    }
+}
+
+/// The argv used for each kind of call; the host config may override them.
+#[derive(Debug, Clone)]
+pub struct Commands {
+    pub systemctl: Vec<String>,
+    pub nginx_test: Vec<String>,
+    pub nginx_reload: Vec<String>,
+}
+
+impl Default for Commands {
+    fn default() -> Self {
+        let argv = |s: &str| s.split(' ').map(String::from).collect();
+        Commands {
+            systemctl: argv("systemctl"),
+            nginx_test: argv("nginx -t -q"),
+            nginx_reload: argv("systemctl reload nginx.service"),
+        }
+    }
+}
+
+impl Commands {
+    /// The full argv for `call`.
+    pub fn argv(&self, call: &HostCall) -> Vec<String> {
+        match call {
+            HostCall::Systemctl(args) => self.systemctl.iter().chain(args).cloned().collect(),
+            HostCall::NginxTest => self.nginx_test.clone(),
+            HostCall::NginxReload => self.nginx_reload.clone(),
+        }
+    }
+}
+
+/// A child process that did not succeed.
+#[derive(Debug, Error)]
+pub enum CommandError {
+    #[error("could not start `{command}`: {source}")]
+    Spawn { command: String, source: io::Error },
+    #[error("`{command}` exited with code {code}{}", tail(stderr))]
+    Exit {
+        command: String,
+        code: i32,
+        stderr: String,
+    },
+    #[error("`{command}` was killed by signal {signal}{}", tail(stderr))]
+    Signal {
+        command: String,
+        signal: i32,
+        stderr: String,
+    },
+    #[error("cannot record `{command}` in {log}: {source}")]
+    Record {
+        command: String,
+        log: PathBuf,
+        source: io::Error,
+    },
+}
+
+fn tail(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.trim_end().lines().collect();
+    let start = lines.len().saturating_sub(10);
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!(":\n{}", lines[start..].join("\n"))
+    }
+}
+
+/// Everything plumb does to a machine.
+pub trait Host {
+    /// The directory host paths are placed under (`/` on a real host).
+    fn root(&self) -> &Path;
+
+    /// Where host path `path` lives on this machine.
+    fn real(&self, path: &Path) -> PathBuf {
+        paths::under(self.root(), path)
+    }
+
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf>;
+    /// Whether anything (file, dir or link, even dangling) is at `path`.
+    fn exists(&self, path: &Path) -> bool;
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Create `path` (which must not exist) with `bytes` and `mode`; durable
+    /// only after `sync` or `sync_fs`.
+    fn write_file(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()>;
+    /// Create a symlink at `path` pointing to `target` (taken literally).
+    fn symlink(&self, target: &Path, path: &Path) -> io::Result<()>;
+    /// `rename(2)`: atomic replacement of `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// fsync a file or directory.
+    fn sync(&self, path: &Path) -> io::Result<()>;
+    /// Flush the whole filesystem holding `path` (one `syncfs(2)`).
+    fn sync_fs(&self, path: &Path) -> io::Result<()>;
+    /// Names of the entries of a directory.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+
+    /// Run (or, on a sandbox, record) a service-manager or web-server command.
+    fn run(&self, call: &HostCall) -> Result<(), CommandError>;
+}
+
+/// What `RealHost` does with `HostCall`s.
+#[derive(Debug, Clone)]
+pub enum CallMode {
+    /// Run the commands (a real root, or a test with its own nginx).
+    Execute,
+    /// Append each command line to this host-path log and print it.
+    Record(PathBuf),
+}
+
+/// The machine plumb runs on, with every path under `root`.
+#[derive(Debug, Clone)]
+pub struct RealHost {
+    pub root: PathBuf,
+    pub mode: CallMode,
+    pub commands: Commands,
+}
+
+impl Host for RealHost {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
+        fs::read_link(self.real(path))
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        fs::symlink_metadata(self.real(path)).is_ok()
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(self.real(path))
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir_all(self.real(path))
+    }
+
+    fn write_file(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        let real = self.real(path);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&real)?;
+        file.write_all(bytes)?;
+        // The umask may have narrowed the mode; the manifest promises this one.
+        file.set_permissions(fs::Permissions::from_mode(mode))
+        // Durability comes from the caller's sync or sync_fs.
+    }
+
+    fn symlink(&self, target: &Path, path: &Path) -> io::Result<()> {
+        symlink(target, self.real(path))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(self.real(from), self.real(to))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(self.real(path))
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir_all(self.real(path))
+    }
+
+    fn sync(&self, path: &Path) -> io::Result<()> {
+        File::open(self.real(path))?.sync_all()
+    }
+
+    fn sync_fs(&self, path: &Path) -> io::Result<()> {
+        let dir = File::open(self.real(path))?;
+        rustix::fs::syncfs(&dir).map_err(io::Error::from)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        fs::read_dir(self.real(path))?
+            .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    fn run(&self, call: &HostCall) -> Result<(), CommandError> {
+        let argv = self.commands.argv(call);
+        let command = argv.join(" ");
+        match &self.mode {
+            CallMode::Record(log) => {
+                let log = self.real(log);
+                let record = |source| CommandError::Record {
+                    command: command.clone(),
+                    log: log.clone(),
+                    source,
+                };
+                let mut file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .map_err(record)?;
+                writeln!(file, "{command}").map_err(record)?;
+                Ok(())
+            }
+            CallMode::Execute => execute(&argv),
+        }
+    }
+}
+
+/// Run `argv`, turning every way it can fail into one `CommandError`.
+pub fn execute(argv: &[String]) -> Result<(), CommandError> {
+    use std::os::unix::process::ExitStatusExt;
+    let command = argv.join(" ");
+    let (program, args) = argv.split_first().expect("commands are never empty");
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|source| CommandError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    match (output.status.code(), output.status.signal()) {
+        (Some(0), _) => Ok(()),
+        (Some(code), _) => Err(CommandError::Exit {
+            command,
+            code,
+            stderr,
+        }),
+        (None, signal) => Err(CommandError::Signal {
+            command,
+            signal: signal.unwrap_or(0),
+            stderr,
+        }),
+    }
+}

@@ -1,0 +1,23 @@
+//! plumb: a pull-based GitOps agent for Linux hosts.
+
+pub mod apply; // executes a Plan through the Host, one step at a time
+pub mod cli; // clap types; commands never see them
+pub mod commands; // one file per subcommand
+pub mod desired; // the desired state: files, units, sites (pure data)
+pub mod error; // typed errors per stage and the exit code of each
+pub mod host; // trait Host: every side effect, with RealHost{root}
+pub mod known_hosts; // OpenSSH known_hosts parsing and host key matching
+pub mod lock; // one run at a time: an flock on /run/plumb/lock
+pub mod logging; // tracing subscriber set-up
+pub mod paths; // host paths: normalisation and the allowed roots
+pub mod plan; // pure: (desired, observed) -> Plan
+pub mod release; // release directories, manifest, the `current` swap, pruning
+pub mod render; // minijinja: deploy repo -> desired state (the only minijinja import)
+pub mod repo; // deploy.yaml and host overlays -> typed input
+pub mod schedule; // crontab(5) lines -> systemd OnCalendar=
+pub mod settings; // host config + flags resolved in one place
+pub mod source; // git2: fetch, resolve, read trees (the only git2 import)
+pub mod state; // state.json: deployed commit, owned paths, history
+pub mod templates; // built-in templates compiled into the binary
+pub mod tree; // a deploy repo's files at one commit, in memory
+pub mod yaml; // the only YAML import: typed parsing with file:line:column errors

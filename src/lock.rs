@@ -1,0 +1,52 @@
+//! One run at a time: an exclusive flock on `/run/plumb/lock` held for the
+//! whole run, with the holder's pid written inside for the error message.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::LockError;
+
+/// Held until dropped; the kernel releases it if the process dies.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+/// Take the lock at `path` (a real path); with `wait`, block until it is free.
+pub fn acquire(path: &Path, wait: bool) -> Result<RunLock, LockError> {
+    let io = |source| LockError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io)?;
+    if wait {
+        file.lock().map_err(io)?;
+    } else {
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                return Err(LockError::Held {
+                    path: PathBuf::from(path),
+                    pid: pid.trim().to_string(),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    write!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(RunLock { _file: file })
+}

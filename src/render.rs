@@ -1,0 +1,247 @@
+//! Rendering: a deploy repo at one commit -> the desired state of this host.
+//! The only module that imports minijinja. Undefined variables are errors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::Serde;
+use minijinja::{Environment, UndefinedBehavior, Value, context};
+
+use crate::desired::{Desired, DesiredFile, SourceFile};
+use crate::error::InvalidError;
+use crate::paths::AllowedRoots;
+use crate::repo::{App, DeployInput, FileSpec};
+use crate::tree::Tree;
+use crate::{schedule, templates};
+
+/// Where a deploy repo's own templates live.
+const TEMPLATE_DIR: &str = "templates";
+
+/// Facts about the host that templates and paths depend on.
+pub struct HostFacts<'a> {
+    pub commit: &'a str,
+    /// The state directory as the host sees it, e.g. `/var/lib/plumb`.
+    pub state_dir: &'a Path,
+    pub roots: &'a AllowedRoots,
+}
+
+/// Render every app and file of `input` into the desired state.
+pub fn render(tree: &Tree, input: &DeployInput, facts: &HostFacts) -> Result<Desired, InvalidError> {
+    let roots = facts.roots.with_apps(input.apps.keys().map(String::as_str));
+    let env = environment(tree, input, facts)?;
+    let mut out = Output {
+        desired: Desired {
+            commit: facts.commit.to_string(),
+            ..Desired::default()
+        },
+        roots,
+    };
+    for (name, app) in &input.apps {
+        render_app(&env, tree, facts, name, app, &mut out)?;
+    }
+    for file in &input.files {
+        let content = file_content(&env, tree, file, context! {})?;
+        out.add("deploy.yaml", &file.path, content, file.mode.0)?;
+    }
+    Ok(out.desired)
+}
+
+struct Output {
+    desired: Desired,
+    roots: AllowedRoots,
+}
+
+impl Output {
+    fn add(&mut self, origin: &str, path: &str, bytes: Vec<u8>, mode: u32) -> Result<PathBuf, InvalidError> {
+        let path = self.roots.check(origin, path)?;
+        let file = DesiredFile {
+            bytes,
+            mode,
+            origin: origin.to_string(),
+        };
+        if let Some(previous) = self.desired.files.insert(path.clone(), file) {
+            return Err(InvalidError::Repo {
+                file: "deploy.yaml".into(),
+                message: format!(
+                    "{} is produced twice: by {} and by {origin}",
+                    path.display(),
+                    previous.origin
+                ),
+            });
+        }
+        Ok(path)
+    }
+}
+
+fn render_app(
+    env: &Environment,
+    tree: &Tree,
+    facts: &HostFacts,
+    name: &str,
+    app: &App,
+    out: &mut Output,
+) -> Result<(), InvalidError> {
+    let app_value = Value::from(Serde(app));
+    let state = facts.state_dir.display();
+    let app_ctx = context! {
+        name => name,
+        user => app.user.clone(),
+        dir => format!("{state}/current/app/{name}"),
+        shared => format!("{state}/shared/{name}"),
+        ..app_value
+    };
+    let origin = format!("deploy.yaml: app {name}");
+    if let Some(service) = &app.service {
+        let text = render_named(env, "service.j2", context! { app => app_ctx.clone(), service => Serde(service) })?;
+        out.add(&origin, &format!("/etc/systemd/system/{name}.service"), text, 0o644)?;
+        out.desired.units.push(format!("{name}.service"));
+    }
+    if let Some(site) = &app.site {
+        let text = render_named(env, "site.j2", context! { app => app_ctx.clone(), site => Serde(site) })?;
+        out.add(&origin, &format!("/etc/nginx/conf.d/{name}.conf"), text, 0o644)?;
+    }
+    if let Some(backup) = &app.backup {
+        let on_calendar = schedule::on_calendar(&backup.schedule).map_err(|e| InvalidError::Repo {
+            file: origin.clone(),
+            message: format!("backup: {e}"),
+        })?;
+        let script = format!("/usr/local/lib/plumb/{name}/backup.sh");
+        let ctx = context! {
+            app => app_ctx.clone(), backup => Serde(backup), on_calendar => on_calendar, backup_script => script.clone(),
+        };
+        let text = render_named(env, "backup.sh.j2", ctx.clone())?;
+        out.add(&origin, &script, text, 0o755)?;
+        let text = render_named(env, "backup.service.j2", ctx.clone())?;
+        out.add(&origin, &format!("/etc/systemd/system/{name}-backup.service"), text, 0o644)?;
+        let text = render_named(env, "backup.timer.j2", ctx)?;
+        out.add(&origin, &format!("/etc/systemd/system/{name}-backup.timer"), text, 0o644)?;
+        out.desired.units.push(format!("{name}-backup.timer"));
+    }
+    for file in app.files.iter().flatten() {
+        let content = file_content(env, tree, file, context! { app => app_ctx.clone() })?;
+        out.add(&origin, &file.path, content, file.mode.0)?;
+    }
+    if let Some(source) = &app.source {
+        out.desired.apps.insert(name.to_string(), app_source(tree, name, source)?);
+    }
+    Ok(())
+}
+
+/// A declared file's bytes: a rendered template or a copied repo file.
+fn file_content(env: &Environment, tree: &Tree, file: &FileSpec, ctx: Value) -> Result<Vec<u8>, InvalidError> {
+    let fail = |message: &str| InvalidError::Repo {
+        file: format!("deploy.yaml: file {}", file.path),
+        message: message.to_string(),
+    };
+    match (&file.template, &file.source) {
+        (Some(name), None) => render_named(env, name, ctx),
+        (None, Some(source)) => tree
+            .read(source)?
+            .map(|(bytes, _)| bytes.to_vec())
+            .ok_or_else(|| fail(&format!("source {source:?} is not in the deploy repo"))),
+        _ => Err(fail("needs exactly one of `template:` or `source:`")),
+    }
+}
+
+/// Every file under `dir` of the repo, relative to `dir`.
+fn app_source(tree: &Tree, app: &str, dir: &str) -> Result<Vec<SourceFile>, InvalidError> {
+    let dir = dir.trim_end_matches('/');
+    let mut files = Vec::new();
+    for path in tree.list(dir) {
+        let key = path.to_string_lossy();
+        let (bytes, executable) = tree.read(&key)?.expect("listed paths exist");
+        files.push(SourceFile {
+            path: path.strip_prefix(dir).unwrap_or(path).to_path_buf(),
+            bytes: bytes.to_vec(),
+            executable,
+        });
+    }
+    if files.is_empty() {
+        return Err(InvalidError::Repo {
+            file: format!("deploy.yaml: app {app}"),
+            message: format!("source directory {dir:?} is empty or missing"),
+        });
+    }
+    Ok(files)
+}
+
+/// A template environment: the repo's `templates/` first, then the built-ins.
+fn environment<'a>(tree: &Tree, input: &DeployInput, facts: &HostFacts) -> Result<Environment<'a>, InvalidError> {
+    let mut sources: BTreeMap<String, String> = BTreeMap::new();
+    for path in tree.list(TEMPLATE_DIR) {
+        let key = path.to_string_lossy();
+        let text = tree.read_text(&key)?.expect("listed paths exist");
+        let name = path.strip_prefix(TEMPLATE_DIR).unwrap_or(path);
+        sources.insert(name.to_string_lossy().into_owned(), text);
+    }
+    let sources = Arc::new(sources);
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let syntax = SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
+        .expect("default delimiters are valid");
+    env.set_syntax(syntax);
+    env.set_loader(move |name| {
+        Ok(sources
+            .get(name)
+            .cloned()
+            .or_else(|| templates::builtin(name).map(str::to_string)))
+    });
+    env.add_filter("sh", shell_quote);
+    let state = facts.state_dir.display().to_string();
+    env.add_global("host", input.hostname.clone());
+    env.add_global("commit", facts.commit.to_string());
+    env.add_global("vars", Value::from(Serde(&input.vars)));
+    env.add_global(
+        "plumb",
+        context! { current => format!("{state}/current"), state_dir => state },
+    );
+    Ok(env)
+}
+
+fn render_named(env: &Environment, name: &str, ctx: Value) -> Result<Vec<u8>, InvalidError> {
+    let template = env.get_template(name).map_err(|e| template_error(env, name, e))?;
+    template
+        .render(ctx)
+        .map(String::into_bytes)
+        .map_err(|e| template_error(env, name, e))
+}
+
+/// A template error naming the template, the line and quoting that line.
+fn template_error(env: &Environment, name: &str, error: minijinja::Error) -> InvalidError {
+    let template = error.name().unwrap_or(name).to_string();
+    let line = error.line();
+    let mut message = match error.detail() {
+        Some(detail) => format!("{}: {detail}", error.kind()),
+        None => error.kind().to_string(),
+    };
+    if error.kind() == minijinja::ErrorKind::TemplateNotFound {
+        message = format!("template {name:?} not found in {TEMPLATE_DIR}/ or the built-in templates");
+    }
+    let source_line = line.and_then(|l| {
+        let source = env.get_template(&template).ok()?.source().to_string();
+        source.lines().nth(l.checked_sub(1)?).map(|s| s.trim().to_string())
+    });
+    if let Some(text) = source_line {
+        message = format!("{message}\n    | {text}");
+    }
+    InvalidError::Template {
+        template: if templates::builtin(&template).is_some() {
+            format!("{template} (built-in)")
+        } else {
+            format!("{TEMPLATE_DIR}/{template}")
+        },
+        line,
+        message,
+    }
+}
+
+/// Quote a string for POSIX sh: `'...'` with embedded quotes escaped.
+fn shell_quote(value: String) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}

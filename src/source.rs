@@ -1,0 +1,276 @@
+//! git2: fetch the deploy repo into a bare mirror, resolve the branch, and
+//! read a commit's files without a worktree. The only module importing git2.
+//!
+//! The fetch looks at nothing inside the repo, so a broken commit can never
+//! stop a host from fetching the fix.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use git2::{
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, ObjectType,
+    RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult,
+};
+
+use crate::error::{FetchError, InvalidError};
+use crate::known_hosts::{self, Verdict};
+use crate::tree::{Entry, Tree};
+
+/// Where to fetch from and with which credentials.
+#[derive(Debug, Clone, Default)]
+pub struct Remote {
+    /// A local path, `file://`, `ssh://` (or `user@host:path`) or `https://` URL.
+    pub url: String,
+    pub ssh_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+    /// User name for https with a token (`x-access-token` if unset).
+    pub username: Option<String>,
+}
+
+/// The bare mirror of the deploy repo in the state directory.
+pub struct Mirror {
+    repo: Repository,
+    path: PathBuf,
+}
+
+impl Mirror {
+    /// Open the mirror at `path`, creating an empty bare repository if needed.
+    pub fn open(path: &Path) -> Result<Mirror, FetchError> {
+        let fail = |e: git2::Error| FetchError::Mirror {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        };
+        let repo = match Repository::open_bare(path) {
+            Ok(repo) => repo,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Repository::init_bare(path).map_err(fail)?,
+            Err(e) => return Err(fail(e)),
+        };
+        Ok(Mirror {
+            repo,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Fetch `branch` from `remote` and return the commit id it points at.
+    pub fn fetch(&self, remote: &Remote, branch: &str) -> Result<String, FetchError> {
+        let url = normalize_url(&remote.url);
+        let rejection: RefCell<Option<FetchError>> = RefCell::new(None);
+        let mut callbacks = RemoteCallbacks::new();
+        let mut attempts = 0;
+        callbacks.credentials(|_url, user, allowed| {
+            attempts += 1;
+            if attempts > 4 {
+                return Err(git2::Error::from_str("authentication failed: the server refused the credentials"));
+            }
+            credentials(remote, user, allowed)
+        });
+        callbacks.certificate_check(|cert, _host| {
+            let Some(hostkey) = cert.as_hostkey() else {
+                // TLS: let libgit2 verify the chain against the system CAs.
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            let blob = hostkey.hostkey().unwrap_or_default();
+            let key_type = hostkey
+                .hostkey_type()
+                .map(|t| t.name().to_string())
+                .unwrap_or_else(|| "unknown".into());
+            match check_host_key(remote, &url, blob, &key_type) {
+                Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
+                Err(error) => {
+                    let message = error.to_string();
+                    *rejection.borrow_mut() = Some(error);
+                    Err(git2::Error::from_str(&message))
+                }
+            }
+        });
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks);
+        options.download_tags(AutotagOption::None);
+        let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
+        let fetched = self
+            .repo
+            .remote_anonymous(&url)
+            .and_then(|mut r| r.fetch(&[&refspec], Some(&mut options), None));
+        drop(options);
+        if let Err(e) = fetched {
+            if let Some(error) = rejection.into_inner() {
+                return Err(error);
+            }
+            if e.message().contains("couldn't find remote ref") {
+                return Err(FetchError::NoBranch {
+                    remote: remote.url.clone(),
+                    branch: branch.to_string(),
+                });
+            }
+            return Err(FetchError::Remote {
+                remote: remote.url.clone(),
+                message: e.message().to_string(),
+            });
+        }
+        self.resolve(branch).ok_or_else(|| FetchError::NoBranch {
+            remote: remote.url.clone(),
+            branch: branch.to_string(),
+        })
+    }
+
+    /// The commit `branch` points at in the mirror.
+    pub fn resolve(&self, branch: &str) -> Option<String> {
+        let reference = self.repo.find_reference(&format!("refs/heads/{branch}")).ok()?;
+        Some(reference.peel_to_commit().ok()?.id().to_string())
+    }
+
+    /// The files of `commit` below `subpath` (empty for the repo root).
+    pub fn tree(&self, commit: &str, subpath: &str) -> Result<Tree, InvalidError> {
+        let fail = |message: String| InvalidError::Repo {
+            file: format!("{}@{}", self.path.display(), &commit[..12.min(commit.len())]),
+            message,
+        };
+        let oid = git2::Oid::from_str(commit).map_err(|e| fail(e.message().into()))?;
+        let root = self
+            .repo
+            .find_commit(oid)
+            .and_then(|c| c.tree())
+            .map_err(|e| fail(e.message().into()))?;
+        let subpath = subpath.trim_matches('/');
+        let tree = if subpath.is_empty() {
+            root
+        } else {
+            root.get_path(Path::new(subpath))
+                .and_then(|entry| entry.to_object(&self.repo))
+                .and_then(|object| object.peel_to_tree())
+                .map_err(|_| fail(format!("sub-path {subpath:?} is not a directory in this commit")))?
+        };
+        let mut out = Tree::default();
+        let mut failure = None;
+        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+            if entry.kind() != Some(ObjectType::Blob) {
+                return TreeWalkResult::Ok;
+            }
+            let path = PathBuf::from(format!("{dir}{}", entry.name().unwrap_or_default()));
+            match entry.to_object(&self.repo).and_then(|o| o.peel_to_blob()) {
+                Ok(blob) => {
+                    let bytes = blob.content().to_vec();
+                    let item = match entry.filemode() {
+                        0o120000 => Entry::Symlink(String::from_utf8_lossy(&bytes).into_owned()),
+                        mode => Entry::File {
+                            bytes,
+                            executable: mode == 0o100755,
+                        },
+                    };
+                    out.insert(path, item);
+                    TreeWalkResult::Ok
+                }
+                Err(e) => {
+                    failure = Some(fail(format!("{}: {}", path.display(), e.message())));
+                    TreeWalkResult::Abort
+                }
+            }
+        })
+        .map_err(|e| fail(e.message().into()))?;
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(out),
+        }
+    }
+}
+
+/// Local paths become absolute so the mirror does not depend on the cwd.
+fn normalize_url(url: &str) -> String {
+    if url.contains("://") || is_scp_like(url) {
+        return url.to_string();
+    }
+    std::fs::canonicalize(url)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| url.to_string())
+}
+
+/// `user@host:path`, git's short form of an ssh URL.
+fn is_scp_like(url: &str) -> bool {
+    match (url.find('@'), url.find(':')) {
+        (Some(at), Some(colon)) => at < colon && !url.starts_with('/'),
+        _ => false,
+    }
+}
+
+/// Host and port of an ssh URL.
+fn ssh_host_port(url: &str) -> Option<(String, u16)> {
+    if is_scp_like(url) {
+        let rest = &url[url.find('@')? + 1..];
+        return Some((rest[..rest.find(':')?].to_string(), 22));
+    }
+    let parsed = url::Url::parse(url).ok()?;
+    let host = parsed.host_str()?.trim_matches(|c| c == '[' || c == ']').to_string();
+    Some((host, parsed.port().unwrap_or(22)))
+}
+
+/// Accept the server key only if known_hosts pins it for this host and port.
+fn check_host_key(remote: &Remote, url: &str, blob: &[u8], key_type: &str) -> Result<(), FetchError> {
+    let (host, port) = ssh_host_port(url).ok_or_else(|| FetchError::Remote {
+        remote: remote.url.clone(),
+        message: "cannot tell the ssh host and port from the URL".into(),
+    })?;
+    let shown = if port == 22 { host.clone() } else { format!("[{host}]:{port}") };
+    let fingerprint = known_hosts::fingerprint(blob);
+    let reject = |reason: &str, path: PathBuf| FetchError::HostKey {
+        host: shown.clone(),
+        key_type: key_type.to_string(),
+        fingerprint: fingerprint.clone(),
+        reason: reason.to_string(),
+        known_hosts: path,
+    };
+    let Some(path) = &remote.known_hosts else {
+        return Err(reject(
+            "and no known_hosts file is configured (ssh.known_hosts in the host config)",
+            PathBuf::from("/etc/plumb/known_hosts"),
+        ));
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| FetchError::Credential {
+        path: path.clone(),
+        source,
+    })?;
+    match known_hosts::check(&text, &host, port, blob) {
+        Verdict::Trusted => Ok(()),
+        Verdict::Mismatch => Err(reject(
+            "which does NOT match the key pinned for this host (possible man-in-the-middle, or the server key changed)",
+            path.clone(),
+        )),
+        Verdict::Unknown => Err(reject("which is not in known_hosts (plumb never trusts on first use)", path.clone())),
+        Verdict::Revoked => Err(reject("which is marked @revoked", path.clone())),
+    }
+}
+
+/// Answer libgit2's request for credentials from the configured files.
+fn credentials(remote: &Remote, user: Option<&str>, allowed: CredentialType) -> Result<Cred, git2::Error> {
+    if allowed.contains(CredentialType::USERNAME) {
+        return Cred::username(user.unwrap_or("git"));
+    }
+    if allowed.contains(CredentialType::SSH_KEY) {
+        let key = remote.ssh_key.as_ref().ok_or_else(|| {
+            git2::Error::from_str("the server wants an ssh key: set ssh.key_file in the host config")
+        })?;
+        return Cred::ssh_key(user.unwrap_or("git"), None, key, None);
+    }
+    if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+        let file = remote.token_file.as_ref().ok_or_else(|| {
+            git2::Error::from_str("the server wants credentials: set https.token_file in the host config")
+        })?;
+        let token = std::fs::read_to_string(file)
+            .map_err(|e| git2::Error::from_str(&format!("cannot read token file {}: {e}", file.display())))?;
+        let user = remote.username.as_deref().unwrap_or("x-access-token");
+        return Cred::userpass_plaintext(user, token.trim());
+    }
+    Err(git2::Error::from_str("the server asked for an unsupported kind of credentials"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_of_ssh_urls() {
+        assert_eq!(ssh_host_port("ssh://git@127.0.0.1:2222/srv/r.git"), Some(("127.0.0.1".into(), 2222)));
+        assert_eq!(ssh_host_port("git@example.org:ops/deploy.git"), Some(("example.org".into(), 22)));
+        assert_eq!(ssh_host_port("ssh://[::1]:2200/r"), Some(("::1".into(), 2200)));
+    }
+}

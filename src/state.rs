@@ -1,0 +1,81 @@
+//! `state.json`: what is deployed, which host paths plumb owns, and history.
+//! Written to a temporary file, fsynced and renamed, so it is always parseable.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApplyError, Error};
+use crate::host::Host;
+
+/// How many history entries are kept.
+const HISTORY: usize = 50;
+
+/// The persistent state of plumb on one host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The release `current` points at.
+    pub deployed: Option<Deployed>,
+    /// Host paths that are plumb's links into `current/files`.
+    #[serde(default)]
+    pub owned: BTreeSet<PathBuf>,
+    /// Past runs that changed something or failed, newest last.
+    #[serde(default)]
+    pub history: Vec<Event>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployed {
+    pub commit: String,
+    pub release: String,
+    pub at: String,
+}
+
+/// One line of history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub at: String,
+    pub commit: String,
+    pub release: Option<String>,
+    pub result: String,
+}
+
+impl State {
+    /// Read the state file; a missing file is a fresh host.
+    pub fn load(host: &dyn Host, path: &Path) -> Result<State, Error> {
+        match host.read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::State {
+                path: host.real(path),
+                message: format!("{e}; restore it from a backup or move it away to start afresh"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(Error::State {
+                path: host.real(path),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Write atomically: temporary file, fsync, rename, fsync the directory.
+    pub fn save(&self, host: &dyn Host, path: &Path) -> Result<(), ApplyError> {
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(self).expect("state serialises");
+        if host.exists(&tmp) {
+            host.remove_file(&tmp).map_err(ApplyError::io("remove", &tmp))?;
+        }
+        host.write_file(&tmp, &bytes, 0o600)
+            .map_err(ApplyError::io("write", &tmp))?;
+        host.sync(&tmp).map_err(ApplyError::io("fsync", &tmp))?;
+        host.rename(&tmp, path).map_err(ApplyError::io("rename", path))?;
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        host.sync(dir).map_err(ApplyError::io("fsync", dir))
+    }
+
+    /// Append to the history, keeping the last few entries.
+    pub fn record(&mut self, event: Event) {
+        self.history.push(event);
+        let excess = self.history.len().saturating_sub(HISTORY);
+        self.history.drain(..excess);
+    }
+}

@@ -57,7 +57,8 @@ pub fn apply(
                 state.owned.insert(path.clone());
             }
             Action::Unlink(path) => {
-                host.remove_file(path).map_err(ApplyError::io("remove", path))?;
+                host.remove_file(path)
+                    .map_err(ApplyError::io("remove", path))?;
                 state.owned.remove(path);
             }
             Action::DaemonReload => call(HostCall::systemctl(["daemon-reload"]))?,
@@ -80,7 +81,10 @@ pub fn apply(
         result: "deployed".into(),
     });
     state.save(host, &layout.state_file())?;
-    let keep: Vec<&str> = [current.as_deref(), previous.as_deref()].into_iter().flatten().collect();
+    let keep: Vec<&str> = [current.as_deref(), previous.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
     outcome.pruned = release::prune(host, layout, keep_releases, &keep)?;
     Ok(outcome)
 }
@@ -88,12 +92,19 @@ pub fn apply(
 /// Point `path` at `target` atomically: a temporary link renamed over it.
 fn link(host: &dyn Host, target: &Path, path: &Path) -> Result<(), ApplyError> {
     let dir = path.parent().expect("managed paths are never /");
-    host.create_dir_all(dir).map_err(ApplyError::io("create", dir))?;
-    let name = path.file_name().expect("managed paths have a name").to_string_lossy();
+    host.create_dir_all(dir)
+        .map_err(ApplyError::io("create", dir))?;
+    let name = path
+        .file_name()
+        .expect("managed paths have a name")
+        .to_string_lossy();
     let tmp = dir.join(format!(".{name}.plumb-tmp"));
     if host.exists(&tmp) {
-        host.remove_file(&tmp).map_err(ApplyError::io("remove", &tmp))?;
+        host.remove_file(&tmp)
+            .map_err(ApplyError::io("remove", &tmp))?;
     }
-    host.symlink(target, &tmp).map_err(ApplyError::io("symlink", &tmp))?;
-    host.rename(&tmp, path).map_err(ApplyError::io("rename", path))
+    host.symlink(target, &tmp)
+        .map_err(ApplyError::io("symlink", &tmp))?;
+    host.rename(&tmp, path)
+        .map_err(ApplyError::io("rename", path))
 }

@@ -44,7 +44,9 @@ pub fn unit_name(path: &Path) -> Option<&str> {
         return None;
     }
     let name = path.file_name()?.to_str()?;
-    const KINDS: &[&str] = &[".service", ".timer", ".socket", ".path", ".target", ".mount"];
+    const KINDS: &[&str] = &[
+        ".service", ".timer", ".socket", ".path", ".target", ".mount",
+    ];
     KINDS.iter().any(|k| name.ends_with(k)).then_some(name)
 }
 

@@ -147,7 +147,10 @@ pub enum ApplyError {
 
 impl ApplyError {
     /// Wrap an I/O error with what was being done and on which path.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| ApplyError::Io {
             action,

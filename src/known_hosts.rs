@@ -37,7 +37,9 @@ pub fn check(known_hosts: &str, host: &str, port: u16, blob: &[u8]) -> Verdict {
     let mut trusted = false;
     for line in known_hosts.lines() {
         let mut fields = line.split_whitespace();
-        let Some(mut first) = fields.next() else { continue };
+        let Some(mut first) = fields.next() else {
+            continue;
+        };
         if first.starts_with('#') {
             continue;
         }
@@ -48,11 +50,15 @@ pub fn check(known_hosts: &str, host: &str, port: u16, blob: &[u8]) -> Verdict {
                 None => continue,
             }
         }
-        let (Some(_key_type), Some(key)) = (fields.next(), fields.next()) else { continue };
+        let (Some(_key_type), Some(key)) = (fields.next(), fields.next()) else {
+            continue;
+        };
         if !hosts_match(first, &name) {
             continue;
         }
-        let Ok(key) = STANDARD.decode(key) else { continue };
+        let Ok(key) = STANDARD.decode(key) else {
+            continue;
+        };
         match marker {
             Some("revoked") if key == blob => return Verdict::Revoked,
             Some(_) => {}
@@ -86,11 +92,15 @@ fn hosts_match(patterns: &str, name: &str) -> bool {
 }
 
 fn hashed_match(hashed: &str, name: &str) -> bool {
-    let Some((salt, hash)) = hashed.split_once('|') else { return false };
+    let Some((salt, hash)) = hashed.split_once('|') else {
+        return false;
+    };
     let (Ok(salt), Ok(hash)) = (STANDARD.decode(salt), STANDARD.decode(hash)) else {
         return false;
     };
-    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(&salt) else { return false };
+    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(&salt) else {
+        return false;
+    };
     mac.update(name.as_bytes());
     mac.verify_slice(&hash).is_ok()
 }
@@ -121,10 +131,15 @@ mod tests {
 
     #[test]
     fn plain_and_bracketed_entries() {
-        let file = format!("[127.0.0.1]:2222 ssh-ed25519 {KEY}\nexample.org,*.example.net ssh-ed25519 {KEY}\n");
+        let file = format!(
+            "[127.0.0.1]:2222 ssh-ed25519 {KEY}\nexample.org,*.example.net ssh-ed25519 {KEY}\n"
+        );
         assert_eq!(check(&file, "127.0.0.1", 2222, &blob()), Verdict::Trusted);
         assert_eq!(check(&file, "127.0.0.1", 22, &blob()), Verdict::Unknown);
-        assert_eq!(check(&file, "git.example.net", 22, &blob()), Verdict::Trusted);
+        assert_eq!(
+            check(&file, "git.example.net", 22, &blob()),
+            Verdict::Trusted
+        );
         assert_eq!(check(&file, "example.org", 22, b"other"), Verdict::Mismatch);
     }
 
@@ -135,7 +150,11 @@ mod tests {
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&salt).unwrap();
         mac.update(b"[127.0.0.1]:2222");
         let hash = mac.finalize().into_bytes();
-        let line = format!("|1|{}|{} ssh-ed25519 {KEY}", STANDARD.encode(salt), STANDARD.encode(hash));
+        let line = format!(
+            "|1|{}|{} ssh-ed25519 {KEY}",
+            STANDARD.encode(salt),
+            STANDARD.encode(hash)
+        );
         assert_eq!(check(&line, "127.0.0.1", 2222, &blob()), Verdict::Trusted);
         assert_eq!(check(&line, "127.0.0.2", 2222, &blob()), Verdict::Unknown);
     }

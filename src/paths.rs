@@ -55,11 +55,15 @@ impl AllowedRoots {
             path: raw.to_string(),
             reason: reason.to_string(),
         };
-        let path = normalize(raw).map_err(|reason| fail(reason))?;
+        let path = normalize(raw).map_err(fail)?;
         if self.forbidden.iter().any(|f| path.starts_with(f)) {
             return Err(fail("is reserved for plumb itself"));
         }
-        if !self.roots.iter().any(|root| path.starts_with(root) && path != *root) {
+        if !self
+            .roots
+            .iter()
+            .any(|root| path.starts_with(root) && path != *root)
+        {
             let roots: Vec<String> = self.roots.iter().map(|r| r.display().to_string()).collect();
             return Err(fail(&format!(
                 "is outside the allowed roots ({}); add a root to `allowed_roots` in the host config if this is intended",

@@ -54,7 +54,10 @@ pub enum Action {
     /// Remove an owned link whose path left the desired state.
     Unlink(PathBuf),
     DaemonReload,
-    Restart { unit: String, reason: String },
+    Restart {
+        unit: String,
+        reason: String,
+    },
     EnableNow(String),
     /// `nginx -t`, then reload.
     ReloadNginx,
@@ -103,8 +106,11 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, InvalidError
         .unwrap_or_default();
     let after = release::manifest(desired);
     let entry = |m: &BTreeMap<String, FileEntry>, path: &PathBuf| {
-        m.get(&format!("files/{}", path.strip_prefix("/").unwrap_or(path).display()))
-            .cloned()
+        m.get(&format!(
+            "files/{}",
+            path.strip_prefix("/").unwrap_or(path).display()
+        ))
+        .cloned()
     };
 
     let mut plan = Plan::default();
@@ -122,7 +128,9 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, InvalidError
         }
         match (entry(&before, path), entry(&after, path)) {
             (None, _) => plan.changes.push((path.clone(), Change::Created)),
-            (Some(old), Some(new)) if old != new => plan.changes.push((path.clone(), Change::Changed)),
+            (Some(old), Some(new)) if old != new => {
+                plan.changes.push((path.clone(), Change::Changed))
+            }
             _ => {}
         }
     }
@@ -141,7 +149,11 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, InvalidError
     let release_changed = observed.current.as_ref().map(|r| &r.manifest) != Some(&after)
         || observed.current.as_ref().map(|r| &r.commit) != Some(&desired.commit);
     let changed: BTreeSet<&PathBuf> = plan.changes.iter().map(|(p, _)| p).collect();
-    let old_units: Vec<String> = observed.current.as_ref().map(|r| r.units.clone()).unwrap_or_default();
+    let old_units: Vec<String> = observed
+        .current
+        .as_ref()
+        .map(|r| r.units.clone())
+        .unwrap_or_default();
 
     if release_changed {
         plan.actions.push(Action::BuildRelease);

@@ -64,7 +64,8 @@ pub struct FileEntry {
 impl ReleaseInfo {
     /// The manifest entry of managed host path `path`.
     pub fn file(&self, path: &Path) -> Option<&FileEntry> {
-        self.manifest.get(&format!("files/{}", relative(path).display()))
+        self.manifest
+            .get(&format!("files/{}", relative(path).display()))
     }
 
     /// Read `releases/<id>/release.json`.
@@ -86,12 +87,20 @@ fn sha256(bytes: &[u8]) -> String {
 fn contents(desired: &Desired) -> Vec<(PathBuf, &[u8], u32)> {
     let mut out = Vec::new();
     for (path, file) in &desired.files {
-        out.push((Path::new("files").join(relative(path)), &file.bytes[..], file.mode));
+        out.push((
+            Path::new("files").join(relative(path)),
+            &file.bytes[..],
+            file.mode,
+        ));
     }
     for (app, files) in &desired.apps {
         for file in files {
             let mode = if file.executable { 0o755 } else { 0o644 };
-            out.push((Path::new("app").join(app).join(&file.path), &file.bytes[..], mode));
+            out.push((
+                Path::new("app").join(app).join(&file.path),
+                &file.bytes[..],
+                mode,
+            ));
         }
     }
     out
@@ -114,7 +123,11 @@ pub fn manifest(desired: &Desired) -> BTreeMap<String, FileEntry> {
 /// A fresh release id: UTC time to the millisecond, then the short commit.
 pub fn new_id(host: &dyn Host, layout: &Layout, commit: &str) -> String {
     let now = jiff::Timestamp::now();
-    let base = format!("{}-{}", now.strftime("%Y%m%dT%H%M%S%.3fZ"), &commit[..12.min(commit.len())]);
+    let base = format!(
+        "{}-{}",
+        now.strftime("%Y%m%dT%H%M%S%.3fZ"),
+        &commit[..12.min(commit.len())]
+    );
     let mut id = base.clone();
     let mut n = 1;
     while host.exists(&layout.release(&id)) {
@@ -126,21 +139,30 @@ pub fn new_id(host: &dyn Host, layout: &Layout, commit: &str) -> String {
 
 /// Write the release in a temporary directory, sync it, and rename it into
 /// `releases/<id>`. Nothing under that name exists until it is complete.
-pub fn build(host: &dyn Host, layout: &Layout, id: &str, desired: &Desired) -> Result<ReleaseInfo, ApplyError> {
+pub fn build(
+    host: &dyn Host,
+    layout: &Layout,
+    id: &str,
+    desired: &Desired,
+) -> Result<ReleaseInfo, ApplyError> {
     let releases = layout.releases();
     let tmp = releases.join(format!(".tmp-{id}"));
-    host.create_dir_all(&releases).map_err(ApplyError::io("create", &releases))?;
+    host.create_dir_all(&releases)
+        .map_err(ApplyError::io("create", &releases))?;
     if host.exists(&tmp) {
-        host.remove_dir_all(&tmp).map_err(ApplyError::io("remove", &tmp))?;
+        host.remove_dir_all(&tmp)
+            .map_err(ApplyError::io("remove", &tmp))?;
     }
     let mut dirs = std::collections::BTreeSet::new();
     for (path, bytes, mode) in contents(desired) {
         let full = tmp.join(&path);
         let dir = full.parent().expect("release files have a parent");
         if dirs.insert(dir.to_path_buf()) {
-            host.create_dir_all(dir).map_err(ApplyError::io("create", dir))?;
+            host.create_dir_all(dir)
+                .map_err(ApplyError::io("create", dir))?;
         }
-        host.write_file(&full, bytes, mode).map_err(ApplyError::io("write", &full))?;
+        host.write_file(&full, bytes, mode)
+            .map_err(ApplyError::io("write", &full))?;
     }
     let info = ReleaseInfo {
         id: id.to_string(),
@@ -151,12 +173,15 @@ pub fn build(host: &dyn Host, layout: &Layout, id: &str, desired: &Desired) -> R
     };
     let json = tmp.join("release.json");
     let bytes = serde_json::to_vec_pretty(&info).expect("release info serialises");
-    host.write_file(&json, &bytes, 0o644).map_err(ApplyError::io("write", &json))?;
+    host.write_file(&json, &bytes, 0o644)
+        .map_err(ApplyError::io("write", &json))?;
     // One syncfs flushes every file and directory written above.
     host.sync_fs(&tmp).map_err(ApplyError::io("sync", &tmp))?;
     let dest = layout.release(id);
-    host.rename(&tmp, &dest).map_err(ApplyError::io("rename", &dest))?;
-    host.sync(&releases).map_err(ApplyError::io("fsync", &releases))?;
+    host.rename(&tmp, &dest)
+        .map_err(ApplyError::io("rename", &dest))?;
+    host.sync(&releases)
+        .map_err(ApplyError::io("fsync", &releases))?;
     Ok(info)
 }
 
@@ -165,13 +190,17 @@ pub fn build(host: &dyn Host, layout: &Layout, id: &str, desired: &Desired) -> R
 pub fn switch(host: &dyn Host, layout: &Layout, id: &str) -> Result<(), ApplyError> {
     let tmp = layout.state_dir.join(".current.tmp");
     if host.exists(&tmp) {
-        host.remove_file(&tmp).map_err(ApplyError::io("remove", &tmp))?;
+        host.remove_file(&tmp)
+            .map_err(ApplyError::io("remove", &tmp))?;
     }
     let target = Path::new("releases").join(id);
-    host.symlink(&target, &tmp).map_err(ApplyError::io("symlink", &tmp))?;
+    host.symlink(&target, &tmp)
+        .map_err(ApplyError::io("symlink", &tmp))?;
     let current = layout.current();
-    host.rename(&tmp, &current).map_err(ApplyError::io("rename", &current))?;
-    host.sync(&layout.state_dir).map_err(ApplyError::io("fsync", &layout.state_dir))
+    host.rename(&tmp, &current)
+        .map_err(ApplyError::io("rename", &current))?;
+    host.sync(&layout.state_dir)
+        .map_err(ApplyError::io("fsync", &layout.state_dir))
 }
 
 /// The release id `current` points at, if any.
@@ -182,23 +211,32 @@ pub fn current_id(host: &dyn Host, layout: &Layout) -> Option<String> {
 
 /// Remove all but the newest `keep` releases; never `keep_ids`
 /// (current and previous), and clean up unfinished temporary builds.
-pub fn prune(host: &dyn Host, layout: &Layout, keep: usize, keep_ids: &[&str]) -> Result<Vec<String>, ApplyError> {
+pub fn prune(
+    host: &dyn Host,
+    layout: &Layout,
+    keep: usize,
+    keep_ids: &[&str],
+) -> Result<Vec<String>, ApplyError> {
     let releases = layout.releases();
-    let mut names = host.list_dir(&releases).map_err(ApplyError::io("list", &releases))?;
+    let mut names = host
+        .list_dir(&releases)
+        .map_err(ApplyError::io("list", &releases))?;
     names.sort();
     let mut removed = Vec::new();
     let finished: Vec<&String> = names.iter().filter(|n| !n.starts_with('.')).collect();
     let excess = finished.len().saturating_sub(keep);
     for name in names.iter().filter(|n| n.starts_with(".tmp-")) {
         let path = releases.join(name);
-        host.remove_dir_all(&path).map_err(ApplyError::io("remove", &path))?;
+        host.remove_dir_all(&path)
+            .map_err(ApplyError::io("remove", &path))?;
     }
     for name in finished.into_iter().take(excess) {
         if keep_ids.contains(&name.as_str()) {
             continue;
         }
         let path = releases.join(name);
-        host.remove_dir_all(&path).map_err(ApplyError::io("remove", &path))?;
+        host.remove_dir_all(&path)
+            .map_err(ApplyError::io("remove", &path))?;
         removed.push(name.clone());
     }
     Ok(removed)

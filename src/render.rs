@@ -28,7 +28,11 @@ pub struct HostFacts<'a> {
 }
 
 /// Render every app and file of `input` into the desired state.
-pub fn render(tree: &Tree, input: &DeployInput, facts: &HostFacts) -> Result<Desired, InvalidError> {
+pub fn render(
+    tree: &Tree,
+    input: &DeployInput,
+    facts: &HostFacts,
+) -> Result<Desired, InvalidError> {
     let roots = facts.roots.with_apps(input.apps.keys().map(String::as_str));
     let env = environment(tree, input, facts)?;
     let mut out = Output {
@@ -54,7 +58,13 @@ struct Output {
 }
 
 impl Output {
-    fn add(&mut self, origin: &str, path: &str, bytes: Vec<u8>, mode: u32) -> Result<PathBuf, InvalidError> {
+    fn add(
+        &mut self,
+        origin: &str,
+        path: &str,
+        bytes: Vec<u8>,
+        mode: u32,
+    ) -> Result<PathBuf, InvalidError> {
         let path = self.roots.check(origin, path)?;
         let file = DesiredFile {
             bytes,
@@ -94,19 +104,38 @@ fn render_app(
     };
     let origin = format!("deploy.yaml: app {name}");
     if let Some(service) = &app.service {
-        let text = render_named(env, "service.j2", context! { app => app_ctx.clone(), service => Serde(service) })?;
-        out.add(&origin, &format!("/etc/systemd/system/{name}.service"), text, 0o644)?;
+        let text = render_named(
+            env,
+            "service.j2",
+            context! { app => app_ctx.clone(), service => Serde(service) },
+        )?;
+        out.add(
+            &origin,
+            &format!("/etc/systemd/system/{name}.service"),
+            text,
+            0o644,
+        )?;
         out.desired.units.push(format!("{name}.service"));
     }
     if let Some(site) = &app.site {
-        let text = render_named(env, "site.j2", context! { app => app_ctx.clone(), site => Serde(site) })?;
-        out.add(&origin, &format!("/etc/nginx/conf.d/{name}.conf"), text, 0o644)?;
+        let text = render_named(
+            env,
+            "site.j2",
+            context! { app => app_ctx.clone(), site => Serde(site) },
+        )?;
+        out.add(
+            &origin,
+            &format!("/etc/nginx/conf.d/{name}.conf"),
+            text,
+            0o644,
+        )?;
     }
     if let Some(backup) = &app.backup {
-        let on_calendar = schedule::on_calendar(&backup.schedule).map_err(|e| InvalidError::Repo {
-            file: origin.clone(),
-            message: format!("backup: {e}"),
-        })?;
+        let on_calendar =
+            schedule::on_calendar(&backup.schedule).map_err(|e| InvalidError::Repo {
+                file: origin.clone(),
+                message: format!("backup: {e}"),
+            })?;
         let script = format!("/usr/local/lib/plumb/{name}/backup.sh");
         let ctx = context! {
             app => app_ctx.clone(), backup => Serde(backup), on_calendar => on_calendar, backup_script => script.clone(),
@@ -114,9 +143,19 @@ fn render_app(
         let text = render_named(env, "backup.sh.j2", ctx.clone())?;
         out.add(&origin, &script, text, 0o755)?;
         let text = render_named(env, "backup.service.j2", ctx.clone())?;
-        out.add(&origin, &format!("/etc/systemd/system/{name}-backup.service"), text, 0o644)?;
+        out.add(
+            &origin,
+            &format!("/etc/systemd/system/{name}-backup.service"),
+            text,
+            0o644,
+        )?;
         let text = render_named(env, "backup.timer.j2", ctx)?;
-        out.add(&origin, &format!("/etc/systemd/system/{name}-backup.timer"), text, 0o644)?;
+        out.add(
+            &origin,
+            &format!("/etc/systemd/system/{name}-backup.timer"),
+            text,
+            0o644,
+        )?;
         out.desired.units.push(format!("{name}-backup.timer"));
     }
     for file in app.files.iter().flatten() {
@@ -124,13 +163,20 @@ fn render_app(
         out.add(&origin, &file.path, content, file.mode.0)?;
     }
     if let Some(source) = &app.source {
-        out.desired.apps.insert(name.to_string(), app_source(tree, name, source)?);
+        out.desired
+            .apps
+            .insert(name.to_string(), app_source(tree, name, source)?);
     }
     Ok(())
 }
 
 /// A declared file's bytes: a rendered template or a copied repo file.
-fn file_content(env: &Environment, tree: &Tree, file: &FileSpec, ctx: Value) -> Result<Vec<u8>, InvalidError> {
+fn file_content(
+    env: &Environment,
+    tree: &Tree,
+    file: &FileSpec,
+    ctx: Value,
+) -> Result<Vec<u8>, InvalidError> {
     let fail = |message: &str| InvalidError::Repo {
         file: format!("deploy.yaml: file {}", file.path),
         message: message.to_string(),
@@ -168,7 +214,11 @@ fn app_source(tree: &Tree, app: &str, dir: &str) -> Result<Vec<SourceFile>, Inva
 }
 
 /// A template environment: the repo's `templates/` first, then the built-ins.
-fn environment<'a>(tree: &Tree, input: &DeployInput, facts: &HostFacts) -> Result<Environment<'a>, InvalidError> {
+fn environment<'a>(
+    tree: &Tree,
+    input: &DeployInput,
+    facts: &HostFacts,
+) -> Result<Environment<'a>, InvalidError> {
     let mut sources: BTreeMap<String, String> = BTreeMap::new();
     for path in tree.list(TEMPLATE_DIR) {
         let key = path.to_string_lossy();
@@ -205,7 +255,9 @@ fn environment<'a>(tree: &Tree, input: &DeployInput, facts: &HostFacts) -> Resul
 }
 
 fn render_named(env: &Environment, name: &str, ctx: Value) -> Result<Vec<u8>, InvalidError> {
-    let template = env.get_template(name).map_err(|e| template_error(env, name, e))?;
+    let template = env
+        .get_template(name)
+        .map_err(|e| template_error(env, name, e))?;
     template
         .render(ctx)
         .map(String::into_bytes)
@@ -221,11 +273,15 @@ fn template_error(env: &Environment, name: &str, error: minijinja::Error) -> Inv
         None => error.kind().to_string(),
     };
     if error.kind() == minijinja::ErrorKind::TemplateNotFound {
-        message = format!("template {name:?} not found in {TEMPLATE_DIR}/ or the built-in templates");
+        message =
+            format!("template {name:?} not found in {TEMPLATE_DIR}/ or the built-in templates");
     }
     let source_line = line.and_then(|l| {
         let source = env.get_template(&template).ok()?.source().to_string();
-        source.lines().nth(l.checked_sub(1)?).map(|s| s.trim().to_string())
+        source
+            .lines()
+            .nth(l.checked_sub(1)?)
+            .map(|s| s.trim().to_string())
     });
     if let Some(text) = source_line {
         message = format!("{message}\n    | {text}");

@@ -238,10 +238,12 @@ pub struct DeployInput {
 
 /// Read `deploy.yaml` and `hosts/<hostname>.yaml` from `tree` and merge them.
 pub fn load(tree: &Tree, hostname: &str) -> Result<DeployInput, InvalidError> {
-    let text = tree.read_text("deploy.yaml")?.ok_or_else(|| InvalidError::Repo {
-        file: "deploy.yaml".into(),
-        message: "not found at the top of the deploy repo (check --path / `path:`)".into(),
-    })?;
+    let text = tree
+        .read_text("deploy.yaml")?
+        .ok_or_else(|| InvalidError::Repo {
+            file: "deploy.yaml".into(),
+            message: "not found at the top of the deploy repo (check --path / `path:`)".into(),
+        })?;
     let base: DeployFile = yaml::parse("deploy.yaml", &text)?;
     if base.version != VERSION {
         return Err(InvalidError::Repo {
@@ -380,6 +382,11 @@ mod tests {
         let err = load(&t, "h").unwrap_err().to_string();
         assert!(err.starts_with("deploy.yaml:4:"), "{err}");
         let t = tree(&[("deploy.yaml", "version: 1\nfiles: [\n")]);
-        assert!(load(&t, "h").unwrap_err().to_string().starts_with("deploy.yaml:"));
+        assert!(
+            load(&t, "h")
+                .unwrap_err()
+                .to_string()
+                .starts_with("deploy.yaml:")
+        );
     }
 }

@@ -140,7 +140,11 @@ fn weekdays(values: &BTreeSet<u32>) -> String {
         .into_iter()
         .map(|(a, b)| {
             let (a, b) = (SYSTEMD_DAYS[a as usize], SYSTEMD_DAYS[b as usize]);
-            if a == b { a.to_string() } else { format!("{a}..{b}") }
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}..{b}")
+            }
         })
         .collect::<Vec<_>>()
         .join(",")
@@ -165,7 +169,10 @@ mod tests {
     #[test]
     fn translates_common_lines() {
         assert_eq!(on_calendar("0 3 * * *").unwrap(), ["*-*-* 03:00:00"]);
-        assert_eq!(on_calendar("*/15 * * * *").unwrap(), ["*-*-* *:00,15,30,45:00"]);
+        assert_eq!(
+            on_calendar("*/15 * * * *").unwrap(),
+            ["*-*-* *:00,15,30,45:00"]
+        );
         assert_eq!(
             on_calendar("30 2 * * MON-FRI").unwrap(),
             ["Mon..Fri *-*-* 02:30:00"]
@@ -175,12 +182,22 @@ mod tests {
             on_calendar("0 0 1,15 * 5").unwrap(),
             ["*-*-01,15 00:00:00", "Fri *-*-* 00:00:00"]
         );
-        assert_eq!(on_calendar("0 12 * jan-mar 7").unwrap(), ["Sun *-01..03-* 12:00:00"]);
+        assert_eq!(
+            on_calendar("0 12 * jan-mar 7").unwrap(),
+            ["Sun *-01..03-* 12:00:00"]
+        );
     }
 
     #[test]
     fn rejects_what_it_cannot_express() {
-        for bad in ["@reboot", "0 3 * *", "61 * * * *", "0 0 * * 8", "5-1 * * * *", "*/0 * * * *"] {
+        for bad in [
+            "@reboot",
+            "0 3 * *",
+            "61 * * * *",
+            "0 0 * * 8",
+            "5-1 * * * *",
+            "*/0 * * * *",
+        ] {
             assert!(on_calendar(bad).is_err(), "{bad} accepted");
         }
     }

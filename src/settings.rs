@@ -105,7 +105,9 @@ impl Settings {
             .unwrap_or_else(|| paths::under(&root, Path::new(CONFIG_PATH)));
         let config = match std::fs::read_to_string(&config_path) {
             Ok(text) => yaml::parse::<HostConfig>(&config_path.display().to_string(), &text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && flags.config.is_none() => HostConfig::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && flags.config.is_none() => {
+                HostConfig::default()
+            }
             Err(source) => {
                 return Err(ConfigError::Read {
                     path: config_path,
@@ -125,14 +127,17 @@ impl Settings {
             .clone()
             .or(config.state_dir)
             .unwrap_or_else(|| PathBuf::from(STATE_DIR));
-        let state_dir = paths::normalize(&state_dir.to_string_lossy())
-            .map_err(|why| ConfigError::Invalid(format!("state_dir {} {why}", state_dir.display())))?;
+        let state_dir = paths::normalize(&state_dir.to_string_lossy()).map_err(|why| {
+            ConfigError::Invalid(format!("state_dir {} {why}", state_dir.display()))
+        })?;
         let hostname = match flags.hostname.clone().or(config.hostname) {
             Some(name) => name,
             None => gethostname::gethostname().to_string_lossy().into_owned(),
         };
         if hostname.is_empty() || hostname.contains('/') || hostname.starts_with('.') {
-            return Err(ConfigError::Invalid(format!("hostname {hostname:?} is not a plain host name")));
+            return Err(ConfigError::Invalid(format!(
+                "hostname {hostname:?} is not a plain host name"
+            )));
         }
         let keep_releases = config.keep_releases.unwrap_or(5);
         if keep_releases < 2 {
@@ -164,14 +169,24 @@ impl Settings {
         };
         let defaults = Commands::default();
         let argv = |given: Option<Vec<String>>, default: Vec<String>, name: &str| match given {
-            Some(v) if v.is_empty() => Err(ConfigError::Invalid(format!("commands.{name} is empty"))),
+            Some(v) if v.is_empty() => {
+                Err(ConfigError::Invalid(format!("commands.{name} is empty")))
+            }
             Some(v) => Ok(v),
             None => Ok(default),
         };
         let commands = Commands {
             systemctl: argv(config.commands.systemctl, defaults.systemctl, "systemctl")?,
-            nginx_test: argv(config.commands.nginx_test, defaults.nginx_test, "nginx_test")?,
-            nginx_reload: argv(config.commands.nginx_reload, defaults.nginx_reload, "nginx_reload")?,
+            nginx_test: argv(
+                config.commands.nginx_test,
+                defaults.nginx_test,
+                "nginx_test",
+            )?,
+            nginx_reload: argv(
+                config.commands.nginx_reload,
+                defaults.nginx_reload,
+                "nginx_reload",
+            )?,
         };
         Ok(Settings {
             roots: AllowedRoots::new(&config.allowed_roots, &state_dir),
@@ -183,7 +198,11 @@ impl Settings {
                 token_file: config.https.token_file,
                 username: config.https.username,
             },
-            branch: flags.branch.clone().or(config.branch).unwrap_or_else(|| "main".into()),
+            branch: flags
+                .branch
+                .clone()
+                .or(config.branch)
+                .unwrap_or_else(|| "main".into()),
             subpath: flags.path.clone().or(config.path).unwrap_or_default(),
             hostname,
             layout,

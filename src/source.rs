@@ -43,7 +43,9 @@ impl Mirror {
         };
         let repo = match Repository::open_bare(path) {
             Ok(repo) => repo,
-            Err(e) if e.code() == git2::ErrorCode::NotFound => Repository::init_bare(path).map_err(fail)?,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => {
+                Repository::init_bare(path).map_err(fail)?
+            }
             Err(e) => return Err(fail(e)),
         };
         Ok(Mirror {
@@ -61,7 +63,9 @@ impl Mirror {
         callbacks.credentials(|_url, user, allowed| {
             attempts += 1;
             if attempts > 4 {
-                return Err(git2::Error::from_str("authentication failed: the server refused the credentials"));
+                return Err(git2::Error::from_str(
+                    "authentication failed: the server refused the credentials",
+                ));
             }
             credentials(remote, user, allowed)
         });
@@ -116,14 +120,21 @@ impl Mirror {
 
     /// The commit `branch` points at in the mirror.
     pub fn resolve(&self, branch: &str) -> Option<String> {
-        let reference = self.repo.find_reference(&format!("refs/heads/{branch}")).ok()?;
+        let reference = self
+            .repo
+            .find_reference(&format!("refs/heads/{branch}"))
+            .ok()?;
         Some(reference.peel_to_commit().ok()?.id().to_string())
     }
 
     /// The files of `commit` below `subpath` (empty for the repo root).
     pub fn tree(&self, commit: &str, subpath: &str) -> Result<Tree, InvalidError> {
         let fail = |message: String| InvalidError::Repo {
-            file: format!("{}@{}", self.path.display(), &commit[..12.min(commit.len())]),
+            file: format!(
+                "{}@{}",
+                self.path.display(),
+                &commit[..12.min(commit.len())]
+            ),
             message,
         };
         let oid = git2::Oid::from_str(commit).map_err(|e| fail(e.message().into()))?;
@@ -139,7 +150,11 @@ impl Mirror {
             root.get_path(Path::new(subpath))
                 .and_then(|entry| entry.to_object(&self.repo))
                 .and_then(|object| object.peel_to_tree())
-                .map_err(|_| fail(format!("sub-path {subpath:?} is not a directory in this commit")))?
+                .map_err(|_| {
+                    fail(format!(
+                        "sub-path {subpath:?} is not a directory in this commit"
+                    ))
+                })?
         };
         let mut out = Tree::default();
         let mut failure = None;
@@ -200,17 +215,29 @@ fn ssh_host_port(url: &str) -> Option<(String, u16)> {
         return Some((rest[..rest.find(':')?].to_string(), 22));
     }
     let parsed = url::Url::parse(url).ok()?;
-    let host = parsed.host_str()?.trim_matches(|c| c == '[' || c == ']').to_string();
+    let host = parsed
+        .host_str()?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
     Some((host, parsed.port().unwrap_or(22)))
 }
 
 /// Accept the server key only if known_hosts pins it for this host and port.
-fn check_host_key(remote: &Remote, url: &str, blob: &[u8], key_type: &str) -> Result<(), FetchError> {
+fn check_host_key(
+    remote: &Remote,
+    url: &str,
+    blob: &[u8],
+    key_type: &str,
+) -> Result<(), FetchError> {
     let (host, port) = ssh_host_port(url).ok_or_else(|| FetchError::Remote {
         remote: remote.url.clone(),
         message: "cannot tell the ssh host and port from the URL".into(),
     })?;
-    let shown = if port == 22 { host.clone() } else { format!("[{host}]:{port}") };
+    let shown = if port == 22 {
+        host.clone()
+    } else {
+        format!("[{host}]:{port}")
+    };
     let fingerprint = known_hosts::fingerprint(blob);
     let reject = |reason: &str, path: PathBuf| FetchError::HostKey {
         host: shown.clone(),
@@ -235,32 +262,46 @@ fn check_host_key(remote: &Remote, url: &str, blob: &[u8], key_type: &str) -> Re
             "which does NOT match the key pinned for this host (possible man-in-the-middle, or the server key changed)",
             path.clone(),
         )),
-        Verdict::Unknown => Err(reject("which is not in known_hosts (plumb never trusts on first use)", path.clone())),
+        Verdict::Unknown => Err(reject(
+            "which is not in known_hosts (plumb never trusts on first use)",
+            path.clone(),
+        )),
         Verdict::Revoked => Err(reject("which is marked @revoked", path.clone())),
     }
 }
 
 /// Answer libgit2's request for credentials from the configured files.
-fn credentials(remote: &Remote, user: Option<&str>, allowed: CredentialType) -> Result<Cred, git2::Error> {
+fn credentials(
+    remote: &Remote,
+    user: Option<&str>,
+    allowed: CredentialType,
+) -> Result<Cred, git2::Error> {
     if allowed.contains(CredentialType::USERNAME) {
         return Cred::username(user.unwrap_or("git"));
     }
     if allowed.contains(CredentialType::SSH_KEY) {
         let key = remote.ssh_key.as_ref().ok_or_else(|| {
-            git2::Error::from_str("the server wants an ssh key: set ssh.key_file in the host config")
+            git2::Error::from_str(
+                "the server wants an ssh key: set ssh.key_file in the host config",
+            )
         })?;
         return Cred::ssh_key(user.unwrap_or("git"), None, key, None);
     }
     if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
         let file = remote.token_file.as_ref().ok_or_else(|| {
-            git2::Error::from_str("the server wants credentials: set https.token_file in the host config")
+            git2::Error::from_str(
+                "the server wants credentials: set https.token_file in the host config",
+            )
         })?;
-        let token = std::fs::read_to_string(file)
-            .map_err(|e| git2::Error::from_str(&format!("cannot read token file {}: {e}", file.display())))?;
+        let token = std::fs::read_to_string(file).map_err(|e| {
+            git2::Error::from_str(&format!("cannot read token file {}: {e}", file.display()))
+        })?;
         let user = remote.username.as_deref().unwrap_or("x-access-token");
         return Cred::userpass_plaintext(user, token.trim());
     }
-    Err(git2::Error::from_str("the server asked for an unsupported kind of credentials"))
+    Err(git2::Error::from_str(
+        "the server asked for an unsupported kind of credentials",
+    ))
 }
 
 #[cfg(test)]
@@ -269,8 +310,17 @@ mod tests {
 
     #[test]
     fn host_and_port_of_ssh_urls() {
-        assert_eq!(ssh_host_port("ssh://git@127.0.0.1:2222/srv/r.git"), Some(("127.0.0.1".into(), 2222)));
-        assert_eq!(ssh_host_port("git@example.org:ops/deploy.git"), Some(("example.org".into(), 22)));
-        assert_eq!(ssh_host_port("ssh://[::1]:2200/r"), Some(("::1".into(), 2200)));
+        assert_eq!(
+            ssh_host_port("ssh://git@127.0.0.1:2222/srv/r.git"),
+            Some(("127.0.0.1".into(), 2222))
+        );
+        assert_eq!(
+            ssh_host_port("git@example.org:ops/deploy.git"),
+            Some(("example.org".into(), 22))
+        );
+        assert_eq!(
+            ssh_host_port("ssh://[::1]:2200/r"),
+            Some(("::1".into(), 2200))
+        );
     }
 }

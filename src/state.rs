@@ -62,12 +62,14 @@ impl State {
         let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(self).expect("state serialises");
         if host.exists(&tmp) {
-            host.remove_file(&tmp).map_err(ApplyError::io("remove", &tmp))?;
+            host.remove_file(&tmp)
+                .map_err(ApplyError::io("remove", &tmp))?;
         }
         host.write_file(&tmp, &bytes, 0o600)
             .map_err(ApplyError::io("write", &tmp))?;
         host.sync(&tmp).map_err(ApplyError::io("fsync", &tmp))?;
-        host.rename(&tmp, path).map_err(ApplyError::io("rename", path))?;
+        host.rename(&tmp, path)
+            .map_err(ApplyError::io("rename", path))?;
         let dir = path.parent().unwrap_or(Path::new("/"));
         host.sync(dir).map_err(ApplyError::io("fsync", dir))
     }

@@ -59,12 +59,14 @@ impl Tree {
     pub fn read_text(&self, path: &str) -> Result<Option<String>, InvalidError> {
         match self.read(path)? {
             None => Ok(None),
-            Some((bytes, _)) => String::from_utf8(bytes.to_vec())
-                .map(Some)
-                .map_err(|_| InvalidError::Repo {
-                    file: path.to_string(),
-                    message: "is not UTF-8 text".into(),
-                }),
+            Some((bytes, _)) => {
+                String::from_utf8(bytes.to_vec())
+                    .map(Some)
+                    .map_err(|_| InvalidError::Repo {
+                        file: path.to_string(),
+                        message: "is not UTF-8 text".into(),
+                    })
+            }
         }
     }
 
@@ -118,7 +120,10 @@ mod tests {
         );
         t.insert("templates/b.j2".into(), Entry::Symlink("a.j2".into()));
         t.insert("files/c".into(), Entry::Symlink("../templates/b.j2".into()));
-        t.insert("files/evil".into(), Entry::Symlink("../../etc/shadow".into()));
+        t.insert(
+            "files/evil".into(),
+            Entry::Symlink("../../etc/shadow".into()),
+        );
         t.insert("files/abs".into(), Entry::Symlink("/etc/shadow".into()));
         t.insert("files/loop".into(), Entry::Symlink("loop".into()));
         t

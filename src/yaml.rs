@@ -30,7 +30,13 @@ pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, YamlError
             .map(|l| (l.line(), l.column()))
             .unwrap_or((0, 0));
         let message = error.without_snippet().to_string();
-        let message = strip_position(&message).to_string();
+        let message = strip_position(&message);
+        // Some messages repeat the position at the end.
+        let message = match message.rfind(" at line ") {
+            Some(i) => &message[..i],
+            None => message,
+        }
+        .to_string();
         YamlError {
             file: file.to_string(),
             line,

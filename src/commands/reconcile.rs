@@ -53,16 +53,36 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
         println!("up to date at {short} (checked in full)");
         return Ok(exit::OK);
     }
-    println!("{} {short} ({}) for host {}", if options.dry_run { "plan for" } else { "deploying" }, settings.branch, settings.hostname);
+    println!(
+        "{} {short} ({}) for host {}",
+        if options.dry_run {
+            "plan for"
+        } else {
+            "deploying"
+        },
+        settings.branch,
+        settings.hostname
+    );
     print_plan(&plan);
     if options.dry_run {
         println!("dry run: nothing was changed");
         return Ok(exit::OK);
     }
     let id = release::new_id(host, layout, &commit);
-    let outcome = apply::apply(host, layout, &plan, &desired, &id, &mut state, settings.keep_releases)?;
+    let outcome = apply::apply(
+        host,
+        layout,
+        &plan,
+        &desired,
+        &id,
+        &mut state,
+        settings.keep_releases,
+    )?;
     if let (CallMode::Record(log), true) = (&settings.call_mode, outcome.host_calls > 0) {
-        println!("  (sandbox root: host commands recorded in {}, not run)", host.real(log).display());
+        println!(
+            "  (sandbox root: host commands recorded in {}, not run)",
+            host.real(log).display()
+        );
     }
     println!("{}", summary(&plan, &outcome, short));
     Ok(exit::OK)
@@ -70,7 +90,9 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
 
 /// The cheap check: same commit, `current` as recorded, every owned link in place.
 fn up_to_date(host: &dyn Host, layout: &Layout, state: &State, commit: &str) -> bool {
-    let Some(deployed) = &state.deployed else { return false };
+    let Some(deployed) = &state.deployed else {
+        return false;
+    };
     deployed.commit == commit
         && release::current_id(host, layout).as_deref() == Some(deployed.release.as_str())
         && state
@@ -81,7 +103,8 @@ fn up_to_date(host: &dyn Host, layout: &Layout, state: &State, commit: &str) -> 
 
 /// Look at the host paths the plan depends on.
 fn observe(host: &dyn Host, layout: &Layout, state: &State, desired: &Desired) -> Observed {
-    let current = release::current_id(host, layout).and_then(|id| ReleaseInfo::load(host, layout, &id));
+    let current =
+        release::current_id(host, layout).and_then(|id| ReleaseInfo::load(host, layout, &id));
     let mut paths = BTreeMap::new();
     let mut link_targets = BTreeMap::new();
     for path in desired.files.keys().chain(state.owned.iter()) {

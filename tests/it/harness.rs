@@ -1,0 +1,255 @@
+//! Test helpers: a git repo in a temp dir, a sandbox root, and running plumb.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+/// The example deploy repo shipped with plumb.
+pub fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy-repo-example")
+}
+
+/// Run a command and insist it succeeds.
+pub fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("command starts");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A git repository in a temp dir, on branch `main`.
+pub struct GitRepo {
+    pub dir: TempDir,
+}
+
+impl GitRepo {
+    pub fn new() -> Self {
+        let dir = TempDir::new().unwrap();
+        sh(Command::new("git")
+            .args(["init", "-q", "-b", "main"])
+            .arg(dir.path()));
+        let repo = GitRepo { dir };
+        repo.git(&["config", "user.email", "test@example.org"]);
+        repo.git(&["config", "user.name", "plumb test"]);
+        repo
+    }
+
+    /// A repo holding a copy of `deploy-repo-example/`, committed.
+    pub fn example() -> Self {
+        let repo = GitRepo::new();
+        copy_tree(&example_dir(), repo.path());
+        repo.commit("example");
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self) -> String {
+        self.path().display().to_string()
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        sh(Command::new("git").arg("-C").arg(self.path()).args(args))
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> &Self {
+        let path = self.path().join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+        self
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.path().join(rel)).unwrap()
+    }
+
+    /// Stage everything and commit; returns the new commit id.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"]).trim().to_string()
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "__pycache__" {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if entry.file_type().unwrap().is_dir() {
+            fs::create_dir_all(&dst).unwrap();
+            copy_tree(&src, &dst);
+        } else {
+            fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// The result of one plumb run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "plumb failed:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn fails_with(self, code: i32, needle: &str) -> Run {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// A sandbox root plumb deploys into.
+pub struct Sandbox {
+    pub root: TempDir,
+    pub hostname: String,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Sandbox {
+            root: TempDir::new().unwrap(),
+            hostname: "blog1".into(),
+        }
+    }
+
+    pub fn path(&self, host_path: &str) -> PathBuf {
+        self.root.path().join(host_path.trim_start_matches('/'))
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.path("/var/lib/plumb")
+    }
+
+    /// `plumb <args> --root <sandbox> --hostname <h>`.
+    pub fn plumb(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().unwrap())
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_plumb"));
+        cmd.args(args)
+            .arg("--root")
+            .arg(self.root.path())
+            .args(["--hostname", &self.hostname]);
+        cmd
+    }
+
+    /// `plumb reconcile --once --repo <repo>`.
+    pub fn reconcile(&self, repo: &GitRepo) -> Run {
+        self.plumb(&["reconcile", "--once", "--repo", &repo.url()])
+    }
+
+    pub fn current_release(&self) -> String {
+        let target = fs::read_link(self.state_dir().join("current")).unwrap();
+        target.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    pub fn releases(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.state_dir().join("releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(self.state_dir().join("state.json")).unwrap()).unwrap()
+    }
+
+    /// Owned paths recorded in state.json.
+    pub fn owned(&self) -> Vec<String> {
+        self.state()["owned"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Every file, dir and link under the root with its content, target,
+    /// mode and mtime, except the git mirror and the lock (which a fetch and
+    /// a run may legitimately touch).
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, String> {
+        let mut out = BTreeMap::new();
+        let skip = [self.state_dir().join("repo.git"), self.path("/run")];
+        walk(self.root.path(), &skip, &mut out);
+        out
+    }
+}
+
+fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<PathBuf, String>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if skip.contains(&path) {
+            continue;
+        }
+        let meta = fs::symlink_metadata(&path).unwrap();
+        let stamp = format!("{:o} {}.{}", meta.mode(), meta.mtime(), meta.mtime_nsec());
+        if meta.file_type().is_symlink() {
+            out.insert(
+                path.clone(),
+                format!("link {:?} {stamp}", fs::read_link(&path).unwrap()),
+            );
+        } else if meta.is_dir() {
+            out.insert(path.clone(), format!("dir {stamp}"));
+            walk(&path, skip, out);
+        } else {
+            let bytes = fs::read(&path).unwrap();
+            out.insert(
+                path.clone(),
+                format!("file {} {stamp}", String::from_utf8_lossy(&bytes)),
+            );
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,10 @@
+//! plumb's integration tests: one binary, a module per area. Every test runs
+//! the real `plumb` binary against real git repositories in temp dirs.
+
+mod fetch;
+mod harness;
+mod lock;
+mod nginx;
+mod reconcile;
+mod safety;
+mod systemd;

@@ -1,0 +1,206 @@
+//! The rendered nginx site, checked and served by the real nginx binary on
+//! 127.0.0.1 ports with a self-signed certificate made by the test.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::harness::{GitRepo, Sandbox, free_port, sh};
+
+/// nginx from a private prefix; stopped on drop.
+struct Nginx {
+    child: Child,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM to the master stops the workers too; SIGKILL would orphan them.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx_conf(dir: &Path, include: &Path) -> std::path::PathBuf {
+    let d = dir.display();
+    let conf = format!(
+        "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+           fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           include {};\n}}\n",
+        include.display()
+    );
+    let path = dir.join("nginx.conf");
+    fs::write(&path, conf).unwrap();
+    path
+}
+
+/// A backend that answers every request with the request's own headers.
+fn echo_backend() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let mut stream = stream.unwrap();
+            let mut head = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line.to_ascii_lowercase());
+            }
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+                head.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    port
+}
+
+fn curl(args: &[&str]) -> String {
+    sh(Command::new("curl")
+        .args(["-sk", "--max-time", "5"])
+        .args(args))
+}
+
+#[test]
+fn the_rendered_site_passes_nginx_t_and_serves_with_the_right_headers() {
+    let tmp = TempDir::new().unwrap();
+    let t = tmp.path();
+    sh(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=blog.test",
+        ])
+        .arg("-keyout")
+        .arg(t.join("key.pem"))
+        .arg("-out")
+        .arg(t.join("cert.pem"))
+        .stderr(Stdio::null()));
+    let www = t.join("www");
+    fs::create_dir_all(www.join("assets")).unwrap();
+    fs::write(www.join("index.html"), "<h1>MicroBlog</h1>\n").unwrap();
+    fs::write(www.join("assets/style.5b7bfccb.css"), "body{}\n").unwrap();
+    let (http, https, backend) = (free_port(), free_port(), echo_backend());
+
+    let repo = GitRepo::example();
+    repo.write(
+        "hosts/web.yaml",
+        &format!(
+            "apps:\n  microblog:\n    site:\n      server_name: [blog.test]\n      tls:\n        certificate: {t}/cert.pem\n        key: {t}/key.pem\n      listen: {{address: 127.0.0.1, http: {http}, https: {https}}}\n      root: {www}\n      immutable: [/assets/]\n      proxy:\n        - location: /dashboard\n          port: {backend}\n",
+            t = t.display(),
+            www = www.display()
+        ),
+    )
+    .commit("web host");
+    let mut sandbox = Sandbox::new();
+    sandbox.hostname = "web".into();
+    sandbox.reconcile(&repo).ok();
+
+    let conf = nginx_conf(t, &sandbox.path("/etc/nginx/conf.d/*.conf"));
+    let check = Command::new("nginx")
+        .arg("-t")
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .arg(t)
+        .arg("-e")
+        .arg(t.join("error.log"))
+        .output()
+        .expect("nginx runs (apt-get install nginx)");
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "nginx -t failed:\n{stderr}");
+    assert!(stderr.contains("test is successful"), "{stderr}");
+
+    let _nginx = Nginx {
+        child: Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(t)
+            .arg("-e")
+            .arg(t.join("error.log"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", https)).is_err() {
+        assert!(Instant::now() < deadline, "nginx did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let host = ["-H", "Host: blog.test"];
+    let redirect = curl(
+        &[
+            &host[..],
+            &["-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"],
+            &[&format!("http://127.0.0.1:{http}/x")],
+        ]
+        .concat(),
+    );
+    assert_eq!(redirect, "301 https://blog.test/x");
+
+    let page = curl(&[&host[..], &["-i", &format!("https://127.0.0.1:{https}/")]].concat())
+        .to_ascii_lowercase();
+    assert!(page.starts_with("http/1.1 200"), "{page}");
+    assert!(
+        page.contains("cache-control: no-cache"),
+        "HTML must be revalidated:\n{page}"
+    );
+    assert!(!page.contains("immutable"), "{page}");
+    let asset = curl(
+        &[
+            &host[..],
+            &[
+                "-i",
+                &format!("https://127.0.0.1:{https}/assets/style.5b7bfccb.css"),
+            ],
+        ]
+        .concat(),
+    )
+    .to_ascii_lowercase();
+    assert!(
+        asset.contains("cache-control: public, max-age=31536000, immutable"),
+        "{asset}"
+    );
+
+    let echoed = curl(
+        &[
+            &host[..],
+            &[format!("https://127.0.0.1:{https}/dashboard").as_str()][..],
+        ]
+        .concat(),
+    );
+    for header in [
+        "host: blog.test",
+        "x-real-ip: 127.0.0.1",
+        "x-forwarded-for: 127.0.0.1",
+        "x-forwarded-proto: https",
+    ] {
+        assert!(
+            echoed.contains(header),
+            "backend did not get {header:?}:\n{echoed}"
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! First deploy, up to date, new commits, removals: the reconcile lifecycle.
+
+use std::fs;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::harness::{GitRepo, Sandbox};
+
+const SITE: &str = "/etc/nginx/conf.d/microblog.conf";
+const UNIT: &str = "/etc/systemd/system/microblog.service";
+
+#[test]
+fn first_reconcile_builds_a_release_and_links_every_owned_path() {
+    let repo = GitRepo::example();
+    let sandbox = Sandbox::new();
+    let run = sandbox.reconcile(&repo).ok();
+    assert!(
+        run.stdout
+            .contains("+ created /etc/nginx/conf.d/microblog.conf"),
+        "{}",
+        run.stdout
+    );
+
+    let id = sandbox.current_release();
+    assert_eq!(sandbox.releases(), vec![id.clone()]);
+    let release = sandbox.state_dir().join("releases").join(&id);
+    let info: serde_json::Value =
+        serde_json::from_slice(&fs::read(release.join("release.json")).unwrap()).unwrap();
+    assert_eq!(info["commit"], repo.git(&["rev-parse", "HEAD"]).trim());
+
+    let owned = sandbox.owned();
+    for path in [
+        SITE,
+        UNIT,
+        "/etc/microblog/config.yaml",
+        "/usr/local/lib/plumb/microblog/backup.sh",
+    ] {
+        assert!(
+            owned.contains(&path.to_string()),
+            "{path} not owned: {owned:?}"
+        );
+    }
+    let current_files = sandbox.state_dir().join("current/files");
+    for path in &owned {
+        let link = fs::read_link(sandbox.path(path)).unwrap();
+        assert_eq!(
+            link,
+            current_files.join(path.trim_start_matches('/')),
+            "{path}"
+        );
+        assert!(sandbox.path(path).exists(), "{path} dangles");
+    }
+
+    // The manifest lists every file of the release with its real sha256 and mode.
+    let manifest = info["manifest"].as_object().unwrap();
+    let mut on_disk = Vec::new();
+    list_files(&release, &release, &mut on_disk);
+    on_disk.retain(|p| p != "release.json");
+    let mut listed: Vec<String> = manifest.keys().cloned().collect();
+    listed.sort();
+    on_disk.sort();
+    assert_eq!(listed, on_disk);
+    assert!(listed.iter().any(|p| p == "app/microblog/bin/microblog"));
+    for (path, entry) in manifest {
+        let bytes = fs::read(release.join(path)).unwrap();
+        assert_eq!(
+            entry["sha256"],
+            hex::encode(Sha256::digest(&bytes)),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        manifest["files/usr/local/lib/plumb/microblog/backup.sh"]["mode"],
+        "0755"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(release.join("app/microblog/bin/microblog"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+
+    // The sandbox records service-manager calls in order instead of running them.
+    let calls = fs::read_to_string(sandbox.state_dir().join("host-calls.log")).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            "systemctl daemon-reload",
+            "systemctl enable --now microblog.service",
+            "systemctl enable --now microblog-backup.timer",
+            "nginx -t -q",
+            "systemctl reload nginx.service",
+        ]
+    );
+}
+
+fn list_files(base: &Path, dir: &Path, out: &mut Vec<String>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            list_files(base, &path, out);
+        } else {
+            out.push(path.strip_prefix(base).unwrap().display().to_string());
+        }
+    }
+}
+
+#[test]
+fn the_same_commit_again_writes_nothing() {
+    let repo = GitRepo::example();
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    let before = sandbox.snapshot();
+    let run = sandbox.reconcile(&repo).ok();
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    assert_eq!(run.stdout.trim(), format!("up to date at {}", &head[..12]));
+    assert_eq!(
+        sandbox.snapshot(),
+        before,
+        "an up-to-date run changed the host"
+    );
+}
+
+#[test]
+fn a_new_commit_makes_a_new_release_and_only_changed_units_restart() {
+    let repo = GitRepo::example();
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    let first = sandbox.current_release();
+    let calls = sandbox.state_dir().join("host-calls.log");
+    fs::remove_file(&calls).unwrap();
+
+    let yaml = repo
+        .read("deploy.yaml")
+        .replace("restart_sec: 5", "restart_sec: 9");
+    repo.write("deploy.yaml", &yaml).commit("slower restarts");
+    let run = sandbox.reconcile(&repo).ok();
+    assert!(
+        run.stdout
+            .contains("~ changed /etc/systemd/system/microblog.service"),
+        "{}",
+        run.stdout
+    );
+
+    let second = sandbox.current_release();
+    assert_ne!(first, second);
+    assert_eq!(
+        sandbox.releases(),
+        vec![first.clone(), second.clone()],
+        "the previous release is kept"
+    );
+    let unit = fs::read_to_string(sandbox.path(UNIT)).unwrap();
+    assert!(
+        unit.contains("RestartSec=9"),
+        "the link follows current:\n{unit}"
+    );
+    assert_eq!(
+        fs::read_to_string(&calls)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        [
+            "systemctl daemon-reload",
+            "systemctl restart microblog.service"
+        ],
+        "only the changed unit restarts; nginx is not reloaded"
+    );
+}
+
+#[test]
+fn removing_a_site_removes_its_link_and_keeps_the_rest() {
+    let repo = GitRepo::example();
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    let yaml = repo.read("deploy.yaml");
+    let start = yaml.find("    site:").unwrap();
+    let end = yaml.find("    backup:").unwrap();
+    repo.write(
+        "deploy.yaml",
+        &format!("{}{}", &yaml[..start], &yaml[end..]),
+    )
+    .commit("no site");
+
+    let run = sandbox.reconcile(&repo).ok();
+    assert!(
+        run.stdout
+            .contains("- removed /etc/nginx/conf.d/microblog.conf"),
+        "{}",
+        run.stdout
+    );
+    assert!(!sandbox.path(SITE).exists() && fs::symlink_metadata(sandbox.path(SITE)).is_err());
+    assert!(!sandbox.owned().contains(&SITE.to_string()));
+    assert!(sandbox.path(UNIT).exists());
+    assert_eq!(sandbox.releases().len(), 2);
+}
+
+#[test]
+fn old_releases_are_pruned_but_current_and_previous_stay() {
+    let repo = GitRepo::example();
+    let sandbox = Sandbox::new();
+    for i in 0..7 {
+        repo.write("templates/extra.txt", &format!("{i}\n"));
+        let yaml = repo
+            .read("deploy.yaml")
+            .replace("app_version: \"1.0\"", &format!("app_version: \"1.{i}\""));
+        repo.write("deploy.yaml", &yaml).commit(&format!("v{i}"));
+        sandbox.reconcile(&repo).ok();
+    }
+    let releases = sandbox.releases();
+    assert_eq!(releases.len(), 5, "{releases:?}");
+    assert_eq!(releases.last().unwrap(), &sandbox.current_release());
+}
+
+#[test]
+fn host_overlay_is_merged_for_its_host_only() {
+    let repo = GitRepo::example();
+    let mut staging = Sandbox::new();
+    staging.hostname = "staging".into();
+    staging.reconcile(&repo).ok();
+    let site = fs::read_to_string(staging.path(SITE)).unwrap();
+    assert!(
+        site.contains("server_name staging.blog.example.com;"),
+        "{site}"
+    );
+    assert!(!site.contains("ssl"), "staging has no TLS:\n{site}");
+    let timer =
+        fs::read_to_string(staging.path("/etc/systemd/system/microblog-backup.timer")).unwrap();
+    assert!(timer.contains("OnCalendar=Sun *-*-* 00:00:00"), "{timer}");
+
+    let prod = Sandbox::new();
+    prod.reconcile(&repo).ok();
+    let site = fs::read_to_string(prod.path(SITE)).unwrap();
+    assert!(
+        site.contains("return 301 https://$host$request_uri;"),
+        "{site}"
+    );
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_changes_nothing() {
+    let repo = GitRepo::example();
+    let sandbox = Sandbox::new();
+    let run = sandbox
+        .plumb(&["reconcile", "--once", "--dry-run", "--repo", &repo.url()])
+        .ok();
+    assert!(
+        run.stdout.contains("enable and start microblog.service"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("dry run: nothing was changed"));
+    assert!(!sandbox.state_dir().join("current").exists());
+    assert!(!sandbox.path(SITE).exists());
+}

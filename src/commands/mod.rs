@@ -9,6 +9,7 @@ use crate::settings::{Flags, Settings};
 /// Run the command `cli` asks for; returns the exit code on success.
 pub fn run(cli: Cli) -> Result<u8, Error> {
     let settings = Settings::resolve(&flags(cli.common))?;
+    crate::source::prepare(&settings.remote);
     let host = settings.host();
     match cli.command {
         Command::Reconcile {

@@ -1,16 +1,49 @@
-//! Executes a `Plan` through the `Host`, step by step, keeping `state.json`
-//! in line with what is on disk.
+//! Executes a `Plan` through the `Host`. A journal is written first, so a run
+//! killed at any instant is finished (or undone) by the next one. A failure
+//! before the plan's commit point undoes the staging (`abort`); a failure
+//! after it restores the previous release (`rollback`). Both are data in the
+//! plan; this module only runs steps.
 
 use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 
 use crate::desired::Desired;
 use crate::error::ApplyError;
 use crate::host::{Host, HostCall};
 use crate::plan::{Action, Plan};
 use crate::release::{self, Layout};
-use crate::state::{Deployed, Event, State};
+use crate::state::{Deployed, Event, Quarantined, State};
 
-/// What an apply did, for the summary line.
+/// Which list of the plan a run is executing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Forward,
+    Abort,
+    Rollback,
+}
+
+/// `journal.json`: the plan being executed, written before the first step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    pub phase: Phase,
+    /// Why an abort or rollback started.
+    pub reason: Option<String>,
+    pub plan: Plan,
+}
+
+/// How an apply ended, when it did not deploy.
+#[derive(Debug)]
+pub enum Failure {
+    /// Failed before the commit point; the staging was undone. The host runs
+    /// exactly what it ran before.
+    Aborted(ApplyError),
+    /// Failed after the commit point; the previous release was restored.
+    RolledBack(ApplyError),
+}
+
+/// What a successful apply did.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
     pub release: Option<String>,
@@ -18,75 +51,274 @@ pub struct Outcome {
     pub pruned: Vec<String>,
 }
 
-/// Perform `plan` so the host matches `desired`; `release_id` names the new
-/// release. `state` is updated and saved as steps complete.
+/// Runs steps against a host, counting host calls.
+struct Steps<'a> {
+    host: &'a dyn Host,
+    layout: &'a Layout,
+    desired: Option<&'a Desired>,
+    calls: usize,
+}
+
+/// Execute `plan` (from a fresh render, `desired`) to the end, or undo it.
 pub fn apply(
     host: &dyn Host,
     layout: &Layout,
     plan: &Plan,
-    desired: &Desired,
-    release_id: &str,
+    desired: Option<&Desired>,
     state: &mut State,
     keep_releases: usize,
-) -> Result<Outcome, ApplyError> {
-    let previous = release::current_id(host, layout);
-    let mut outcome = Outcome::default();
-    let mut call = |c: HostCall| -> Result<(), ApplyError> {
-        outcome.host_calls += 1;
-        host.run(&c).map_err(ApplyError::from)
+) -> Result<Result<Outcome, Failure>, ApplyError> {
+    write_journal(host, layout, Phase::Forward, None, plan)?;
+    let mut steps = Steps {
+        host,
+        layout,
+        desired,
+        calls: 0,
     };
-    let now = || jiff::Timestamp::now().to_string();
+    let mut committed = false;
     for action in &plan.actions {
-        tracing::debug!("{action}");
-        match action {
-            Action::BuildRelease => {
-                release::build(host, layout, release_id, desired)?;
-            }
-            Action::DisableNow(unit) => call(HostCall::systemctl(["disable", "--now", unit]))?,
-            Action::Switch => {
-                release::switch(host, layout, release_id)?;
-                state.deployed = Some(Deployed {
-                    commit: desired.commit.clone(),
-                    release: release_id.to_string(),
-                    at: now(),
-                });
-                state.save(host, &layout.state_file())?;
-            }
-            Action::Link(path) => {
-                link(host, &layout.link_target(host, path), path)?;
-                state.owned.insert(path.clone());
-            }
-            Action::Unlink(path) => {
-                host.remove_file(path)
-                    .map_err(ApplyError::io("remove", path))?;
-                state.owned.remove(path);
-            }
-            Action::DaemonReload => call(HostCall::systemctl(["daemon-reload"]))?,
-            Action::Restart { unit, .. } => call(HostCall::systemctl(["restart", unit]))?,
-            Action::EnableNow(unit) => call(HostCall::systemctl(["enable", "--now", unit]))?,
-            Action::ReloadNginx => {
-                call(HostCall::NginxTest)?;
-                call(HostCall::NginxReload)?;
-            }
+        if *action == Action::Commit {
+            committed = true;
+            state.deployed = plan.release.clone().map(|release| Deployed {
+                commit: plan.commit.clone(),
+                release,
+                at: now(),
+            });
+            state.owned = plan
+                .owned_before
+                .union(&plan.owned_after)
+                .cloned()
+                .collect();
+            state.save(host, &layout.state_file())?;
+            continue;
+        }
+        if let Err(error) = steps.run(action) {
+            let phase = if committed {
+                Phase::Rollback
+            } else {
+                Phase::Abort
+            };
+            undo(host, layout, plan, phase, &error.to_string(), state)?;
+            return Ok(Err(match phase {
+                Phase::Rollback => Failure::RolledBack(error),
+                _ => Failure::Aborted(error),
+            }));
         }
     }
-    // Paths that left the desired state but were changed by hand are no longer ours.
-    state.owned.retain(|p| desired.files.contains_key(p));
+    state.owned = plan.owned_after.clone();
     let current = release::current_id(host, layout);
-    outcome.release = current.clone();
     state.record(Event {
         at: now(),
-        commit: desired.commit.clone(),
+        commit: plan.commit.clone(),
         release: current.clone(),
         result: "deployed".into(),
     });
     state.save(host, &layout.state_file())?;
-    let keep: Vec<&str> = [current.as_deref(), previous.as_deref()]
+    remove_journal(host, layout)?;
+    let keep: Vec<&str> = [current.as_deref(), plan.previous.as_deref()]
         .into_iter()
         .flatten()
         .collect();
-    outcome.pruned = release::prune(host, layout, keep_releases, &keep)?;
-    Ok(outcome)
+    let pruned = release::prune(host, layout, keep_releases, &keep)?;
+    Ok(Ok(Outcome {
+        release: current,
+        host_calls: steps.calls,
+        pruned,
+    }))
+}
+
+/// Run the abort or rollback list of `plan`, record the outcome and quarantine
+/// the commit. Undo steps that fail are reported and skipped: stopping half-way
+/// back would be worse.
+fn undo(
+    host: &dyn Host,
+    layout: &Layout,
+    plan: &Plan,
+    phase: Phase,
+    reason: &str,
+    state: &mut State,
+) -> Result<(), ApplyError> {
+    write_journal(host, layout, phase, Some(reason), plan)?;
+    let list = if phase == Phase::Rollback {
+        &plan.rollback
+    } else {
+        &plan.abort
+    };
+    let mut steps = Steps {
+        host,
+        layout,
+        desired: None,
+        calls: 0,
+    };
+    for action in list {
+        println!(
+            "  {}: {action}",
+            if phase == Phase::Rollback {
+                "rollback"
+            } else {
+                "undo"
+            }
+        );
+        if let Err(error) = steps.run(action) {
+            eprintln!("warning: {action} failed while undoing: {error}");
+        }
+    }
+    state.deployed = plan.previous.as_ref().and_then(|id| {
+        let info = release::ReleaseInfo::load(host, layout, id)?;
+        Some(Deployed {
+            commit: info.commit,
+            release: id.clone(),
+            at: now(),
+        })
+    });
+    state.owned = plan.owned_before.clone();
+    state.add_quarantine(Quarantined {
+        commit: plan.commit.clone(),
+        reason: reason.to_string(),
+        at: now(),
+    });
+    state.record(Event {
+        at: now(),
+        commit: plan.commit.clone(),
+        release: plan.release.clone(),
+        result: if phase == Phase::Rollback {
+            "rolled back"
+        } else {
+            "refused"
+        }
+        .into(),
+    });
+    state.save(host, &layout.state_file())?;
+    remove_journal(host, layout)
+}
+
+/// Finish or undo a run that was interrupted, as its journal says. Returns
+/// what was resumed, or `None` when there was no journal.
+pub fn resume(
+    host: &dyn Host,
+    layout: &Layout,
+    state: &mut State,
+    keep_releases: usize,
+) -> Result<Option<String>, ApplyError> {
+    let path = layout.journal();
+    let Ok(bytes) = host.read(&path) else {
+        return Ok(None);
+    };
+    let Ok(journal) = serde_json::from_slice::<Journal>(&bytes) else {
+        // A torn journal was never acted on: it is written before the first step.
+        host.remove_file(&path)
+            .map_err(ApplyError::io("remove", &path))?;
+        return Ok(Some("discarded an unfinished journal".into()));
+    };
+    let plan = &journal.plan;
+    match journal.phase {
+        Phase::Forward => {
+            if let Some(Action::BuildRelease(id)) = plan.actions.first()
+                && release::ReleaseInfo::load(host, layout, id).is_none()
+            {
+                // Killed while building: nothing on the host had changed yet.
+                remove_journal(host, layout)?;
+                return Ok(Some("discarded an interrupted build".into()));
+            }
+            match apply(host, layout, plan, None, state, keep_releases)? {
+                Ok(_) => Ok(Some(format!(
+                    "finished the interrupted deploy of {}",
+                    short(&plan.commit)
+                ))),
+                Err(Failure::Aborted(e)) | Err(Failure::RolledBack(e)) => Ok(Some(format!(
+                    "undid the interrupted deploy of {}: {e}",
+                    short(&plan.commit)
+                ))),
+            }
+        }
+        phase => {
+            let reason = journal
+                .reason
+                .clone()
+                .unwrap_or_else(|| "interrupted".into());
+            undo(host, layout, plan, phase, &reason, state)?;
+            Ok(Some(format!(
+                "finished undoing the deploy of {}",
+                short(&plan.commit)
+            )))
+        }
+    }
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..12.min(commit.len())]
+}
+
+impl Steps<'_> {
+    fn call(&mut self, call: HostCall) -> Result<(), ApplyError> {
+        self.calls += 1;
+        self.host.run(&call).map_err(ApplyError::from)
+    }
+
+    fn systemctl(&mut self, verb: &str, unit: &str) -> Result<(), ApplyError> {
+        self.call(HostCall::systemctl([verb, unit]))
+    }
+
+    /// One idempotent step.
+    fn run(&mut self, action: &Action) -> Result<(), ApplyError> {
+        tracing::debug!("{action}");
+        let (host, layout) = (self.host, self.layout);
+        match action {
+            Action::BuildRelease(id) => {
+                if release::ReleaseInfo::load(host, layout, id).is_none() {
+                    let desired = self.desired.ok_or_else(|| ApplyError::Io {
+                        action: "rebuild",
+                        path: layout.release(id),
+                        source: std::io::Error::other(
+                            "the release is gone and cannot be rebuilt from a journal",
+                        ),
+                    })?;
+                    release::build(host, layout, id, desired)?;
+                }
+                Ok(())
+            }
+            Action::Pin { path, release } => {
+                let target = host.real(
+                    &layout
+                        .release(release)
+                        .join("files")
+                        .join(path.strip_prefix("/").unwrap_or(path)),
+                );
+                link(host, &target, path)
+            }
+            Action::Switch(Some(id)) => release::switch(host, layout, id),
+            Action::Switch(None) => remove_if_present(host, &layout.current()),
+            Action::Link(path) => link(host, &layout.link_target(host, path), path),
+            Action::Unlink(path) => remove_if_present(host, path),
+            Action::ValidateNginx => self.call(HostCall::NginxTest),
+            Action::VerifyUnits(paths) => self.call(HostCall::VerifyUnits(
+                paths.iter().map(|p| host.real(p)).collect(),
+            )),
+            Action::Commit => Ok(()),
+            Action::DisableNow(unit) => self.call(HostCall::systemctl(["disable", "--now", unit])),
+            Action::DaemonReload => self.call(HostCall::systemctl(["daemon-reload"])),
+            Action::Restart { unit, .. } => self.systemctl("restart", unit),
+            Action::Reload { unit, .. } => self.systemctl("reload", unit),
+            Action::EnableNow(unit) => self.call(HostCall::systemctl(["enable", "--now", unit])),
+            Action::Start { unit, .. } => self.systemctl("start", unit),
+            // The configuration was tested by ValidateNginx before the commit point.
+            Action::ReloadNginx => self.call(HostCall::NginxReload),
+            Action::Check(check) => self.call(HostCall::Health(check.clone())),
+        }
+    }
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+fn remove_if_present(host: &dyn Host, path: &Path) -> Result<(), ApplyError> {
+    match host.remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(ApplyError::io("remove", path)(e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Point `path` at `target` atomically: a temporary link renamed over it.
@@ -99,12 +331,32 @@ fn link(host: &dyn Host, target: &Path, path: &Path) -> Result<(), ApplyError> {
         .expect("managed paths have a name")
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.plumb-tmp"));
-    if host.exists(&tmp) {
-        host.remove_file(&tmp)
-            .map_err(ApplyError::io("remove", &tmp))?;
-    }
+    remove_if_present(host, &tmp)?;
     host.symlink(target, &tmp)
         .map_err(ApplyError::io("symlink", &tmp))?;
     host.rename(&tmp, path)
         .map_err(ApplyError::io("rename", path))
+}
+
+/// Write the journal durably before acting on it.
+fn write_journal(
+    host: &dyn Host,
+    layout: &Layout,
+    phase: Phase,
+    reason: Option<&str>,
+    plan: &Plan,
+) -> Result<(), ApplyError> {
+    let journal = Journal {
+        phase,
+        reason: reason.map(str::to_string),
+        plan: plan.clone(),
+    };
+    let bytes = serde_json::to_vec(&journal).expect("journal serialises");
+    crate::state::write_atomic(host, &layout.journal(), &bytes)
+}
+
+fn remove_journal(host: &dyn Host, layout: &Layout) -> Result<(), ApplyError> {
+    remove_if_present(host, &layout.journal())?;
+    host.sync(&layout.state_dir)
+        .map_err(ApplyError::io("fsync", &layout.state_dir))
 }

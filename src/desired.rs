@@ -1,6 +1,8 @@
 //! The desired state of a host at one commit: pure data, built by `render`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Where systemd looks for the units plumb installs.
@@ -19,6 +21,46 @@ pub struct Desired {
     pub units: Vec<String>,
     /// App sources copied into the release, by app name.
     pub apps: BTreeMap<String, Vec<SourceFile>>,
+    /// What makes each unit restart besides its own file: release paths
+    /// (`files/etc/app/config.yaml`, `app/<name>/`) by unit.
+    pub triggers: BTreeMap<String, Vec<String>>,
+    /// Units that can reload their configuration instead of restarting.
+    pub reloadable: BTreeSet<String>,
+    /// Checks that must pass after a switch.
+    pub health: Vec<HealthCheck>,
+}
+
+/// One health check of an app, run after the switch until it passes or its
+/// deadline expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub app: String,
+    pub probe: Probe,
+    /// How long the check may keep failing before the deploy fails.
+    pub timeout_ms: u64,
+    /// Pause between attempts.
+    pub interval_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    /// GET this URL; the answer must have `status`.
+    Http { url: String, status: u16 },
+    /// Connect to `host:port`.
+    Tcp { address: String },
+    /// Run argv; exit 0 passes.
+    Command { argv: Vec<String> },
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Probe::Http { url, status } => write!(f, "GET {url} answers {status}"),
+            Probe::Tcp { address } => write!(f, "TCP connect to {address}"),
+            Probe::Command { argv } => write!(f, "`{}` exits 0", argv.join(" ")),
+        }
+    }
 }
 
 /// One rendered file.

@@ -20,6 +20,10 @@ pub mod exit {
     pub const INVALID: u8 = 5;
     /// Applying failed on the host.
     pub const APPLY: u8 = 6;
+    /// Deployed, failed after the switch, rolled back to the previous release.
+    pub const ROLLED_BACK: u8 = 7;
+    /// The target commit failed before and is quarantined; nothing was done.
+    pub const QUARANTINED: u8 = 8;
 }
 
 /// Every failure a command can end with.
@@ -37,6 +41,27 @@ pub enum Error {
     Apply(#[from] ApplyError),
     #[error("state file {path}: {message}")]
     State { path: PathBuf, message: String },
+    #[error(
+        "commit {commit} refused before the switch: {cause}\nThe host was not changed; the commit is quarantined. Fix it and push, or retry with --force."
+    )]
+    Refused { commit: String, cause: ApplyError },
+    #[error(
+        "commit {commit} failed after the switch and was rolled back to release {previous}: {cause}\nThe commit is quarantined. Fix it and push, or retry with --force."
+    )]
+    RolledBack {
+        commit: String,
+        previous: String,
+        cause: ApplyError,
+    },
+    #[error(
+        "commit {commit} is quarantined since {at}: {reason}\nStaying on release {release}. Push a new commit, or retry this one with --force."
+    )]
+    Quarantined {
+        commit: String,
+        at: String,
+        reason: String,
+        release: String,
+    },
 }
 
 impl Error {
@@ -50,6 +75,9 @@ impl Error {
             Error::Invalid(_) => exit::INVALID,
             Error::Apply(_) => exit::APPLY,
             Error::State { .. } => exit::INTERNAL,
+            Error::Refused { .. } => exit::INVALID,
+            Error::RolledBack { .. } => exit::ROLLED_BACK,
+            Error::Quarantined { .. } => exit::QUARANTINED,
         }
     }
 }

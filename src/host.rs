@@ -13,7 +13,9 @@ use std::process::Command;
 
 use thiserror::Error;
 
-use crate::paths;
+use crate::desired::HealthCheck;
+use crate::{health, paths};
+use std::fmt;
 
 /// A command plumb asks the host to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +26,19 @@ pub enum HostCall {
     NginxTest,
     /// Make nginx load its configuration again.
     NginxReload,
+    /// `systemd-analyze verify` these unit files (real paths).
+    VerifyUnits(Vec<PathBuf>),
+    /// Wait for a health check to pass.
+    Health(HealthCheck),
+}
+
+impl fmt::Display for HostCall {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            HostCall::Health(check) => write!(f, "health {}: {}", check.app, check.probe),
+            other => write!(f, "{}", Commands::default().argv(other).join(" ")),
+        }
+    }
 }
 
 impl HostCall {
@@ -39,6 +54,7 @@ pub struct Commands {
     pub systemctl: Vec<String>,
     pub nginx_test: Vec<String>,
     pub nginx_reload: Vec<String>,
+    pub systemd_verify: Vec<String>,
 }
 
 impl Default for Commands {
@@ -48,6 +64,7 @@ impl Default for Commands {
             systemctl: argv("systemctl"),
             nginx_test: argv("nginx -t -q"),
             nginx_reload: argv("systemctl reload nginx.service"),
+            systemd_verify: argv("systemd-analyze verify"),
         }
     }
 }
@@ -59,6 +76,11 @@ impl Commands {
             HostCall::Systemctl(args) => self.systemctl.iter().chain(args).cloned().collect(),
             HostCall::NginxTest => self.nginx_test.clone(),
             HostCall::NginxReload => self.nginx_reload.clone(),
+            HostCall::VerifyUnits(paths) => {
+                let paths = paths.iter().map(|p| p.display().to_string());
+                self.systemd_verify.iter().cloned().chain(paths).collect()
+            }
+            HostCall::Health(_) => Vec::new(),
         }
     }
 }
@@ -79,6 +101,16 @@ pub enum CommandError {
         command: String,
         signal: i32,
         stderr: String,
+    },
+    #[error(
+        "health check of {app} failed after {attempts} attempt(s) in {seconds}s: {check}; last: {last}"
+    )]
+    Unhealthy {
+        app: String,
+        check: String,
+        attempts: u32,
+        seconds: f64,
+        last: String,
     },
     #[error("cannot record `{command}` in {log}: {source}")]
     Record {
@@ -132,6 +164,10 @@ pub trait Host {
 
     /// Run (or, on a sandbox, record) a service-manager or web-server command.
     fn run(&self, call: &HostCall) -> Result<(), CommandError>;
+
+    /// Which of `units` are not active (`systemctl is-active`). A query, not
+    /// a change: a sandbox neither records it nor runs it, and reports none.
+    fn inactive(&self, units: &[String]) -> Vec<String>;
 }
 
 /// What `RealHost` does with `HostCall`s.
@@ -216,9 +252,29 @@ impl Host for RealHost {
             .collect()
     }
 
+    fn inactive(&self, units: &[String]) -> Vec<String> {
+        if matches!(self.mode, CallMode::Record(_)) || units.is_empty() {
+            return Vec::new();
+        }
+        let mut argv = self.commands.systemctl.clone();
+        argv.push("is-active".into());
+        argv.extend(units.iter().cloned());
+        // One line per unit, in order; anything but "active" needs a start.
+        let output = Command::new(&argv[0]).args(&argv[1..]).output();
+        let text = output
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let states: Vec<&str> = text.lines().collect();
+        units
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| states.get(*i).map(|s| s.trim()) != Some("active"))
+            .map(|(_, u)| u.clone())
+            .collect()
+    }
+
     fn run(&self, call: &HostCall) -> Result<(), CommandError> {
-        let argv = self.commands.argv(call);
-        let command = argv.join(" ");
+        let command = call.to_string();
         match &self.mode {
             CallMode::Record(log) => {
                 let log = self.real(log);
@@ -235,7 +291,10 @@ impl Host for RealHost {
                 writeln!(file, "{command}").map_err(record)?;
                 Ok(())
             }
-            CallMode::Execute => execute(&argv),
+            CallMode::Execute => match call {
+                HostCall::Health(check) => health::wait(check),
+                _ => execute(&self.commands.argv(call)),
+            },
         }
     }
 }

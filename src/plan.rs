@@ -1,11 +1,15 @@
 //! The planner: a pure function of the desired state and the observed host
-//! state. It reads nothing from disk; every action prints as one line.
+//! state. It reads nothing from disk. A plan holds the forward actions and,
+//! as data, the two ways back: `abort` (before the commit point: undo the
+//! staging) and `rollback` (after it: restore the previous release).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::desired::{self, Desired};
+use serde::{Deserialize, Serialize};
+
+use crate::desired::{self, Desired, HealthCheck};
 use crate::error::InvalidError;
 use crate::release::{self, FileEntry, ReleaseInfo};
 
@@ -28,63 +32,113 @@ pub struct Observed {
     pub owned: BTreeSet<PathBuf>,
     /// What is at every desired or owned path.
     pub paths: BTreeMap<PathBuf, PathState>,
-    /// The link target each owned path must have.
+    /// The link target each desired or owned path must have.
     pub link_targets: BTreeMap<PathBuf, PathBuf>,
+    /// Files of the current release whose bytes no longer match its manifest.
+    pub tampered: BTreeSet<String>,
+    /// Units of the current release that should run but do not.
+    pub inactive: BTreeSet<String>,
 }
 
 /// How a managed file changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
     Created,
     Changed,
     Removed,
 }
 
-/// One step of a plan, in execution order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One step, in execution order. Every step is idempotent, so an
+/// interrupted plan can be run again from its first step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Write `releases/<id>/` from the desired state.
-    BuildRelease,
-    /// `systemctl disable --now` a unit that left the desired state.
-    DisableNow(String),
-    /// Point `current` at the new release.
-    Switch,
-    /// Create (or repair) the owned link at a path.
+    BuildRelease(String),
+    /// Point an owned link straight at a release, so a unit file being
+    /// removed stays readable until its unit is stopped.
+    Pin {
+        path: PathBuf,
+        release: String,
+    },
+    /// Point `current` at a release (none: remove `current`).
+    Switch(Option<String>),
+    /// Create (or repair) the owned link at a path, through `current`.
     Link(PathBuf),
-    /// Remove an owned link whose path left the desired state.
+    /// Remove an owned link.
     Unlink(PathBuf),
+    /// `nginx -t` on the full configuration as switched.
+    ValidateNginx,
+    /// `systemd-analyze verify` on these unit files.
+    VerifyUnits(Vec<PathBuf>),
+    /// Validation passed: from here on a failure rolls back.
+    Commit,
+    DisableNow(String),
     DaemonReload,
     Restart {
         unit: String,
         reason: String,
     },
+    Reload {
+        unit: String,
+        reason: String,
+    },
     EnableNow(String),
-    /// `nginx -t`, then reload.
+    Start {
+        unit: String,
+        reason: String,
+    },
     ReloadNginx,
+    Check(HealthCheck),
 }
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
-            Action::BuildRelease => write!(f, "build release"),
-            Action::DisableNow(unit) => write!(f, "stop and disable {unit}"),
-            Action::Switch => write!(f, "switch current to the new release"),
+            Action::BuildRelease(id) => write!(f, "build release {id}"),
+            Action::Pin { path, release } => {
+                write!(f, "pin {} to release {release}", path.display())
+            }
+            Action::Switch(Some(id)) => write!(f, "switch current to {id}"),
+            Action::Switch(None) => write!(f, "remove current"),
             Action::Link(path) => write!(f, "link {}", path.display()),
             Action::Unlink(path) => write!(f, "remove {}", path.display()),
+            Action::ValidateNginx => write!(f, "check nginx configuration (nginx -t)"),
+            Action::VerifyUnits(paths) => write!(
+                f,
+                "verify {} unit file(s) (systemd-analyze verify)",
+                paths.len()
+            ),
+            Action::Commit => write!(f, "validation passed"),
+            Action::DisableNow(unit) => write!(f, "stop and disable {unit}"),
             Action::DaemonReload => write!(f, "systemctl daemon-reload"),
             Action::Restart { unit, reason } => write!(f, "restart {unit} ({reason})"),
+            Action::Reload { unit, reason } => write!(f, "reload {unit} ({reason})"),
             Action::EnableNow(unit) => write!(f, "enable and start {unit}"),
+            Action::Start { unit, reason } => write!(f, "start {unit} ({reason})"),
             Action::ReloadNginx => write!(f, "reload nginx (config changed)"),
+            Action::Check(check) => write!(f, "health check {}: {}", check.app, check.probe),
         }
     }
 }
 
-/// What a reconcile will do.
-#[derive(Debug, Clone, Default)]
+/// What a reconcile will do, and how to undo it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
+    pub commit: String,
+    /// The release being deployed (new, or the current one when only repairing).
+    pub release: Option<String>,
+    /// The release `current` pointed at before.
+    pub previous: Option<String>,
     /// Managed files that change, for the report.
     pub changes: Vec<(PathBuf, Change)>,
     pub actions: Vec<Action>,
+    /// Undo of the steps before `Commit`.
+    pub abort: Vec<Action>,
+    /// Undo of the whole plan, after `Commit`.
+    pub rollback: Vec<Action>,
+    pub owned_before: BTreeSet<PathBuf>,
+    pub owned_after: BTreeSet<PathBuf>,
 }
 
 impl Plan {
@@ -92,100 +146,275 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
     }
+
+    /// The units a run restarts, reloads or starts, with the reason.
+    pub fn unit_actions(&self) -> impl Iterator<Item = &Action> {
+        self.actions.iter().filter(|a| {
+            matches!(
+                a,
+                Action::Restart { .. }
+                    | Action::Reload { .. }
+                    | Action::Start { .. }
+                    | Action::EnableNow(_)
+                    | Action::DisableNow(_)
+            )
+        })
+    }
 }
 
-/// Plan the steps that bring the host from `observed` to `desired`.
+/// Plan the steps that bring the host from `observed` to `desired`, deploying
+/// it as release `new_release` if the release must change.
 ///
 /// Fails, before anything is changed, if a desired path is occupied by
 /// something plumb does not own.
-pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, InvalidError> {
+pub fn plan(
+    desired: &Desired,
+    observed: &Observed,
+    new_release: &str,
+) -> Result<Plan, InvalidError> {
     let before: BTreeMap<String, FileEntry> = observed
         .current
         .as_ref()
         .map(|r| r.manifest.clone())
         .unwrap_or_default();
     let after = release::manifest(desired);
-    let entry = |m: &BTreeMap<String, FileEntry>, path: &PathBuf| {
-        m.get(&format!(
-            "files/{}",
-            path.strip_prefix("/").unwrap_or(path).display()
-        ))
-        .cloned()
-    };
+    let key = |path: &PathBuf| format!("files{}", path.display());
+    let ours = |path: &PathBuf| matches!(observed.paths.get(path), Some(PathState::Link(t)) if Some(t) == observed.link_targets.get(path));
 
-    let mut plan = Plan::default();
-    let mut links = Vec::new();
+    let mut changes = Vec::new();
+    let mut new_links = Vec::new();
+    let mut repairs = Vec::new();
     for path in desired.files.keys() {
-        let state = observed.paths.get(path).unwrap_or(&PathState::Missing);
-        let target = observed.link_targets.get(path);
-        let ours = matches!(state, PathState::Link(t) if Some(t) == target);
-        let owned = observed.owned.contains(path);
-        match state {
-            PathState::Missing => links.push(path.clone()),
-            PathState::Link(_) if ours => {}
-            PathState::Link(_) if owned => links.push(path.clone()),
+        match observed.paths.get(path).unwrap_or(&PathState::Missing) {
+            PathState::Missing if observed.owned.contains(path) => repairs.push(path.clone()),
+            PathState::Missing => new_links.push(path.clone()),
+            PathState::Link(_) if ours(path) => {}
+            PathState::Link(_) if observed.owned.contains(path) => repairs.push(path.clone()),
             _ => return Err(InvalidError::NotOwned { path: path.clone() }),
         }
-        match (entry(&before, path), entry(&after, path)) {
-            (None, _) => plan.changes.push((path.clone(), Change::Created)),
-            (Some(old), Some(new)) if old != new => {
-                plan.changes.push((path.clone(), Change::Changed))
+        match (before.get(&key(path)), after.get(&key(path))) {
+            (None, _) => changes.push((path.clone(), Change::Created)),
+            (Some(old), Some(new)) if old != new => changes.push((path.clone(), Change::Changed)),
+            _ if observed.tampered.contains(&key(path)) => {
+                changes.push((path.clone(), Change::Changed))
             }
             _ => {}
         }
     }
-    let mut unlinks = Vec::new();
-    for path in &observed.owned {
-        if desired.files.contains_key(path) {
-            continue;
+    let mut removed_units = Vec::new();
+    let mut removed_files = Vec::new();
+    for path in observed
+        .owned
+        .iter()
+        .filter(|p| !desired.files.contains_key(*p))
+    {
+        changes.push((path.clone(), Change::Removed));
+        if !ours(path) {
+            continue; // changed by hand since: no longer ours to remove
         }
-        plan.changes.push((path.clone(), Change::Removed));
-        let target = observed.link_targets.get(path);
-        if matches!(observed.paths.get(path), Some(PathState::Link(t)) if Some(t) == target) {
-            unlinks.push(path.clone());
+        if desired::unit_name(path).is_some() {
+            removed_units.push(path.clone());
+        } else {
+            removed_files.push(path.clone());
         }
     }
 
-    let release_changed = observed.current.as_ref().map(|r| &r.manifest) != Some(&after)
-        || observed.current.as_ref().map(|r| &r.commit) != Some(&desired.commit);
-    let changed: BTreeSet<&PathBuf> = plan.changes.iter().map(|(p, _)| p).collect();
+    let previous = observed.current.as_ref().map(|r| r.id.clone());
+    let rebuild = observed.current.as_ref().map(|r| (&r.commit, &r.manifest))
+        != Some((&desired.commit, &after))
+        || !observed.tampered.is_empty();
+    let release = if rebuild {
+        Some(new_release.to_string())
+    } else {
+        previous.clone()
+    };
+    let changed: BTreeSet<&PathBuf> = changes.iter().map(|(p, _)| p).collect();
+    let changed_keys: BTreeSet<String> = changed.iter().map(|p| key(p)).collect();
+    let app_changed = |prefix: &str| {
+        before
+            .keys()
+            .chain(after.keys())
+            .filter(|k| k.starts_with(prefix))
+            .any(|k| before.get(k) != after.get(k))
+            || observed.tampered.iter().any(|k| k.starts_with(prefix))
+    };
     let old_units: Vec<String> = observed
         .current
         .as_ref()
         .map(|r| r.units.clone())
         .unwrap_or_default();
+    let units_changed = changed.iter().any(|p| desired::unit_name(p).is_some());
+    let nginx_changed = changed.iter().any(|p| desired::is_nginx(p));
 
-    if release_changed {
-        plan.actions.push(Action::BuildRelease);
+    let mut actions = Vec::new();
+    let mut abort = Vec::new();
+    let mut rollback = Vec::new();
+    if rebuild {
+        actions.push(Action::BuildRelease(new_release.to_string()));
     }
-    for unit in old_units.iter().filter(|u| !desired.units.contains(u)) {
-        plan.actions.push(Action::DisableNow(unit.clone()));
-    }
-    if release_changed {
-        plan.actions.push(Action::Switch);
-    }
-    plan.actions.extend(links.into_iter().map(Action::Link));
-    plan.actions.extend(unlinks.into_iter().map(Action::Unlink));
-    if changed.iter().any(|p| desired::unit_name(p).is_some()) {
-        plan.actions.push(Action::DaemonReload);
-    }
-    for unit in &desired.units {
-        if !old_units.contains(unit) {
-            continue;
-        }
-        let path = PathBuf::from(desired::UNIT_DIR).join(unit);
-        if changed.contains(&path) {
-            plan.actions.push(Action::Restart {
-                unit: unit.clone(),
-                reason: "unit file changed".into(),
+    if let Some(prev) = &previous {
+        for path in &removed_units {
+            actions.push(Action::Pin {
+                path: path.clone(),
+                release: prev.clone(),
             });
         }
     }
-    for unit in desired.units.iter().filter(|u| !old_units.contains(u)) {
-        plan.actions.push(Action::EnableNow(unit.clone()));
+    if rebuild {
+        actions.push(Action::Switch(Some(new_release.to_string())));
     }
-    if changed.iter().any(|p| desired::is_nginx(p)) {
-        plan.actions.push(Action::ReloadNginx);
+    actions.extend(new_links.iter().chain(&repairs).cloned().map(Action::Link));
+    actions.extend(removed_files.iter().cloned().map(Action::Unlink));
+    if nginx_changed {
+        actions.push(Action::ValidateNginx);
     }
-    Ok(plan)
+    let verify: Vec<PathBuf> = desired
+        .files
+        .keys()
+        .filter(|p| desired::unit_name(p).is_some() && changed.contains(p))
+        .cloned()
+        .collect();
+    if !verify.is_empty() {
+        actions.push(Action::VerifyUnits(verify));
+    }
+
+    // Undo of the staging, in order: new links go, `current` goes back,
+    // removed paths come back through it.
+    abort.extend(new_links.iter().cloned().map(Action::Unlink));
+    if rebuild {
+        abort.push(Action::Switch(previous.clone()));
+    }
+    abort.extend(
+        removed_files
+            .iter()
+            .chain(&removed_units)
+            .cloned()
+            .map(Action::Link),
+    );
+
+    actions.push(Action::Commit);
+    let mut services = Vec::new();
+    for unit in old_units.iter().filter(|u| !desired.units.contains(u)) {
+        services.push(Action::DisableNow(unit.clone()));
+        rollback_after(&mut rollback, Action::EnableNow(unit.clone()));
+    }
+    actions.extend(services.drain(..));
+    actions.extend(removed_units.iter().cloned().map(Action::Unlink));
+    if units_changed {
+        actions.push(Action::DaemonReload);
+    }
+    for unit in &desired.units {
+        let unit_path = PathBuf::from(desired::UNIT_DIR).join(unit);
+        if !old_units.contains(unit) {
+            actions.push(Action::EnableNow(unit.clone()));
+            continue;
+        }
+        let triggers = desired
+            .triggers
+            .get(unit)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let config: Vec<&String> = triggers
+            .iter()
+            .filter(|t| t.starts_with("files/") && changed_keys.contains(*t))
+            .collect();
+        let app_release = triggers
+            .iter()
+            .any(|t| t.starts_with("app/") && app_changed(t));
+        let step = if changed.contains(&unit_path) {
+            Some(restart(unit, "unit file changed"))
+        } else if app_release {
+            Some(restart(unit, "app release changed"))
+        } else if !config.is_empty() {
+            let reason = format!(
+                "config {} changed",
+                config
+                    .iter()
+                    .map(|c| &c[5..])
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Some(if desired.reloadable.contains(unit) {
+                Action::Reload {
+                    unit: unit.clone(),
+                    reason,
+                }
+            } else {
+                Action::Restart {
+                    unit: unit.clone(),
+                    reason,
+                }
+            })
+        } else if observed.inactive.contains(unit) {
+            Some(Action::Start {
+                unit: unit.clone(),
+                reason: "should be running but is not".into(),
+            })
+        } else {
+            None
+        };
+        if let Some(step) = step {
+            if let Action::Restart { .. } | Action::Reload { .. } = &step {
+                rollback_after(&mut rollback, restart(unit, "rolled back"));
+            }
+            actions.push(step);
+        }
+    }
+    if nginx_changed {
+        actions.push(Action::ReloadNginx);
+    }
+    let touched = actions
+        .iter()
+        .any(|a| !matches!(a, Action::Commit | Action::Link(_)));
+    if touched {
+        actions.extend(desired.health.iter().cloned().map(Action::Check));
+    }
+
+    // The full rollback: stop what is new while its files exist, put back
+    // `current` and the links, then restart what the failed release touched.
+    let mut full = Vec::new();
+    full.extend(
+        desired
+            .units
+            .iter()
+            .filter(|u| !old_units.contains(u))
+            .cloned()
+            .map(Action::DisableNow),
+    );
+    full.extend(abort.iter().cloned());
+    if units_changed {
+        full.push(Action::DaemonReload);
+    }
+    full.extend(rollback);
+    if nginx_changed {
+        full.push(Action::ReloadNginx);
+    }
+
+    if actions == [Action::Commit] {
+        actions.clear();
+    }
+    Ok(Plan {
+        commit: desired.commit.clone(),
+        release,
+        previous,
+        changes,
+        actions,
+        abort,
+        rollback: full,
+        owned_before: observed.owned.clone(),
+        owned_after: desired.files.keys().cloned().collect(),
+    })
+}
+
+fn restart(unit: &str, reason: &str) -> Action {
+    Action::Restart {
+        unit: unit.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn rollback_after(rollback: &mut Vec<Action>, action: Action) {
+    if !rollback.contains(&action) {
+        rollback.push(action);
+    }
 }

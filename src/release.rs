@@ -33,6 +33,9 @@ impl Layout {
     pub fn mirror(&self) -> PathBuf {
         self.state_dir.join("repo.git")
     }
+    pub fn journal(&self) -> PathBuf {
+        self.state_dir.join("journal.json")
+    }
     pub fn calls_log(&self) -> PathBuf {
         self.state_dir.join("host-calls.log")
     }

@@ -9,10 +9,10 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Serde;
 use minijinja::{Environment, UndefinedBehavior, Value, context};
 
-use crate::desired::{Desired, DesiredFile, SourceFile};
+use crate::desired::{Desired, DesiredFile, HealthCheck, Probe, SourceFile};
 use crate::error::InvalidError;
 use crate::paths::AllowedRoots;
-use crate::repo::{App, DeployInput, FileSpec};
+use crate::repo::{App, DeployInput, FileSpec, Health};
 use crate::tree::Tree;
 use crate::{schedule, templates};
 
@@ -158,16 +158,54 @@ fn render_app(
         )?;
         out.desired.units.push(format!("{name}-backup.timer"));
     }
+    let mut triggers = Vec::new();
     for file in app.files.iter().flatten() {
         let content = file_content(env, tree, file, context! { app => app_ctx.clone() })?;
-        out.add(&origin, &file.path, content, file.mode.0)?;
+        let path = out.add(&origin, &file.path, content, file.mode.0)?;
+        triggers.push(format!("files{}", path.display()));
     }
     if let Some(source) = &app.source {
         out.desired
             .apps
             .insert(name.to_string(), app_source(tree, name, source)?);
+        triggers.push(format!("app/{name}/"));
+    }
+    if let Some(service) = &app.service {
+        let unit = format!("{name}.service");
+        if service.reload.is_some() {
+            out.desired.reloadable.insert(unit.clone());
+        }
+        out.desired.triggers.insert(unit, triggers);
+    }
+    for check in app.health.iter().flatten() {
+        out.desired.health.push(health_check(&origin, name, check)?);
     }
     Ok(())
+}
+
+fn health_check(origin: &str, app: &str, check: &Health) -> Result<HealthCheck, InvalidError> {
+    let probe = match (&check.http, &check.tcp, &check.command) {
+        (Some(url), None, None) => Probe::Http {
+            url: url.clone(),
+            status: check.status,
+        },
+        (None, Some(address), None) => Probe::Tcp {
+            address: address.clone(),
+        },
+        (None, None, Some(argv)) if !argv.is_empty() => Probe::Command { argv: argv.clone() },
+        _ => {
+            return Err(InvalidError::Repo {
+                file: origin.to_string(),
+                message: "each health check needs exactly one of `http`, `tcp` or `command`".into(),
+            });
+        }
+    };
+    Ok(HealthCheck {
+        app: app.to_string(),
+        probe,
+        timeout_ms: check.timeout * 1000,
+        interval_ms: check.interval_ms,
+    })
 }
 
 /// A declared file's bytes: a rendered template or a copied repo file.

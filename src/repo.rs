@@ -52,6 +52,29 @@ pub struct App {
     pub site: Option<Site>,
     pub backup: Option<Backup>,
     pub files: Option<Vec<FileSpec>>,
+    /// Checks that must pass after every switch, or the deploy rolls back.
+    pub health: Option<Vec<Health>>,
+}
+
+/// One health check: exactly one of `http`, `tcp` or `command`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// URL to GET, e.g. `http://127.0.0.1:8000/health`.
+    pub http: Option<String>,
+    /// Expected HTTP status.
+    #[serde(default = "defaults::status")]
+    pub status: u16,
+    /// `host:port` to connect to.
+    pub tcp: Option<String>,
+    /// argv to run; exit status 0 passes.
+    pub command: Option<Vec<String>>,
+    /// Seconds the check may keep failing before the deploy is rolled back.
+    #[serde(default = "defaults::health_timeout")]
+    pub timeout: u64,
+    /// Milliseconds between attempts.
+    #[serde(default = "defaults::health_interval")]
+    pub interval_ms: u64,
 }
 
 /// A systemd service unit for the app.
@@ -77,6 +100,9 @@ pub struct Service {
     pub hardening: bool,
     #[serde(default = "defaults::after")]
     pub after: Vec<String>,
+    /// `ExecReload=`: when only the app's config files changed, plumb reloads
+    /// the service with this instead of restarting it.
+    pub reload: Option<String>,
 }
 
 /// An nginx server for the app.
@@ -224,6 +250,15 @@ mod defaults {
     pub fn keep() -> u32 {
         7
     }
+    pub fn status() -> u16 {
+        200
+    }
+    pub fn health_timeout() -> u64 {
+        30
+    }
+    pub fn health_interval() -> u64 {
+        500
+    }
 }
 
 /// What a host should run: `deploy.yaml` with this host's overlay applied.
@@ -280,7 +315,7 @@ fn merge(base: DeployFile, host: HostFile, hostname: &str) -> DeployInput {
         macro_rules! take {
             ($($field:ident),*) => { $( if over.$field.is_some() { app.$field = over.$field; } )* };
         }
-        take!(enabled, user, source, service, site, backup, files);
+        take!(enabled, user, source, service, site, backup, files, health);
     }
     apps.retain(|_, app| app.enabled != Some(false));
     let mut files = base.files;

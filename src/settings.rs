@@ -59,6 +59,7 @@ pub struct CommandsConfig {
     pub systemctl: Option<Vec<String>>,
     pub nginx_test: Option<Vec<String>>,
     pub nginx_reload: Option<Vec<String>>,
+    pub systemd_verify: Option<Vec<String>>,
 }
 
 /// Command-line overrides (no clap types past `commands::run`).
@@ -186,6 +187,11 @@ impl Settings {
                 config.commands.nginx_reload,
                 defaults.nginx_reload,
                 "nginx_reload",
+            )?,
+            systemd_verify: argv(
+                config.commands.systemd_verify,
+                defaults.systemd_verify,
+                "systemd_verify",
             )?,
         };
         Ok(Settings {

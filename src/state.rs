@@ -23,6 +23,17 @@ pub struct State {
     /// Past runs that changed something or failed, newest last.
     #[serde(default)]
     pub history: Vec<Event>,
+    /// Commits that failed to deploy: not retried until a new commit or `--force`.
+    #[serde(default)]
+    pub quarantine: Vec<Quarantined>,
+}
+
+/// A commit that failed to deploy, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantined {
+    pub commit: String,
+    pub reason: String,
+    pub at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +52,22 @@ pub struct Event {
     pub result: String,
 }
 
+/// Temporary file, fsync, rename over `path`, fsync the directory.
+pub fn write_atomic(host: &dyn Host, path: &Path, bytes: &[u8]) -> Result<(), ApplyError> {
+    let tmp = path.with_extension("tmp");
+    if host.exists(&tmp) {
+        host.remove_file(&tmp)
+            .map_err(ApplyError::io("remove", &tmp))?;
+    }
+    host.write_file(&tmp, bytes, 0o600)
+        .map_err(ApplyError::io("write", &tmp))?;
+    host.sync(&tmp).map_err(ApplyError::io("fsync", &tmp))?;
+    host.rename(&tmp, path)
+        .map_err(ApplyError::io("rename", path))?;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    host.sync(dir).map_err(ApplyError::io("fsync", dir))
+}
+
 impl State {
     /// Read the state file; a missing file is a fresh host.
     pub fn load(host: &dyn Host, path: &Path) -> Result<State, Error> {
@@ -57,21 +84,23 @@ impl State {
         }
     }
 
-    /// Write atomically: temporary file, fsync, rename, fsync the directory.
+    /// Write atomically, so the file is always parseable.
     pub fn save(&self, host: &dyn Host, path: &Path) -> Result<(), ApplyError> {
-        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(self).expect("state serialises");
-        if host.exists(&tmp) {
-            host.remove_file(&tmp)
-                .map_err(ApplyError::io("remove", &tmp))?;
-        }
-        host.write_file(&tmp, &bytes, 0o600)
-            .map_err(ApplyError::io("write", &tmp))?;
-        host.sync(&tmp).map_err(ApplyError::io("fsync", &tmp))?;
-        host.rename(&tmp, path)
-            .map_err(ApplyError::io("rename", path))?;
-        let dir = path.parent().unwrap_or(Path::new("/"));
-        host.sync(dir).map_err(ApplyError::io("fsync", dir))
+        write_atomic(host, path, &bytes)
+    }
+
+    /// The quarantine entry of `commit`, if it failed before.
+    pub fn quarantined(&self, commit: &str) -> Option<&Quarantined> {
+        self.quarantine.iter().find(|q| q.commit == commit)
+    }
+
+    /// Put a commit in quarantine (replacing an older entry for it).
+    pub fn add_quarantine(&mut self, entry: Quarantined) {
+        self.quarantine.retain(|q| q.commit != entry.commit);
+        self.quarantine.push(entry);
+        let excess = self.quarantine.len().saturating_sub(HISTORY);
+        self.quarantine.drain(..excess);
     }
 
     /// Append to the history, keeping the last few entries.

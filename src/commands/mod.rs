@@ -1,5 +1,6 @@
 //! Subcommands: each takes resolved `Settings` and a `Host`.
 
+mod common;
 pub mod reconcile;
 
 use crate::cli::{Cli, Command, Common};

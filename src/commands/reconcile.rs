@@ -1,20 +1,17 @@
 //! `plumb reconcile --once`: fetch, render, plan, apply.
 
-use std::collections::BTreeMap;
-use std::io::ErrorKind;
-
 use crate::apply;
-use crate::desired::Desired;
+use crate::drift;
 use crate::error::{Error, exit};
 use crate::host::{CallMode, Host};
 use crate::lock;
-use crate::plan::{self, Change, Observed, PathState, Plan};
-use crate::release::{self, Layout, ReleaseInfo};
-use crate::render::{self, HostFacts};
-use crate::repo;
+use crate::plan;
+use crate::release;
 use crate::settings::Settings;
 use crate::source::Mirror;
 use crate::state::State;
+
+use super::common::{self, short};
 
 /// How `reconcile` was asked to run.
 #[derive(Debug, Clone, Default)]
@@ -30,128 +27,61 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
     let _lock = lock::acquire(&host.real(&settings.lock_path), options.wait)?;
     host.create_dir_all(&layout.state_dir)
         .map_err(crate::error::ApplyError::io("create", &layout.state_dir))?;
+    let mut state = State::load(host, &layout.state_file())?;
+    if !options.dry_run
+        && let Some(message) = apply::resume(host, layout, &mut state, settings.keep_releases)?
+    {
+        println!("{message}");
+    }
     let mirror = Mirror::open(&host.real(&layout.mirror()))?;
     let commit = mirror.fetch(&settings.remote, &settings.branch)?;
-    let short = &commit[..12];
-    let mut state = State::load(host, &layout.state_file())?;
-    if !options.force && up_to_date(host, layout, &state, &commit) {
-        println!("up to date at {short}");
-        return Ok(exit::OK);
+    if !options.force {
+        if let Some(q) = state.quarantined(&commit) {
+            return Err(Error::Quarantined {
+                commit: short(&commit).to_string(),
+                at: q.at.clone(),
+                reason: q.reason.clone(),
+                release: release::current_id(host, layout).unwrap_or_else(|| "(none)".into()),
+            });
+        }
+        let on_commit = state.deployed.as_ref().is_some_and(|d| d.commit == commit);
+        if on_commit && drift::detect(host, layout, &state).is_empty() {
+            println!("up to date at {}", short(&commit));
+            return Ok(exit::OK);
+        }
     }
 
-    let tree = mirror.tree(&commit, &settings.subpath)?;
-    let input = repo::load(&tree, &settings.hostname)?;
-    let facts = HostFacts {
-        commit: &commit,
-        state_dir: &layout.state_dir,
-        roots: &settings.roots,
-    };
-    let desired = render::render(&tree, &input, &facts)?;
-    let observed = observe(host, layout, &state, &desired);
-    let plan = plan::plan(&desired, &observed)?;
+    let desired = common::render_commit(settings, &mirror, &commit)?;
+    let observed = common::observe(host, layout, &state, &desired);
+    let id = release::new_id(host, layout, &commit);
+    let plan = plan::plan(&desired, &observed, &id)?;
     if plan.is_empty() {
-        println!("up to date at {short} (checked in full)");
+        println!("up to date at {} (checked in full)", short(&commit));
         return Ok(exit::OK);
     }
+    let verb = if options.dry_run {
+        "plan for"
+    } else {
+        "deploying"
+    };
     println!(
-        "{} {short} ({}) for host {}",
-        if options.dry_run {
-            "plan for"
-        } else {
-            "deploying"
-        },
+        "{verb} {} ({}) for host {}",
+        short(&commit),
         settings.branch,
         settings.hostname
     );
-    print_plan(&plan);
+    common::print_plan(&plan);
     if options.dry_run {
         println!("dry run: nothing was changed");
         return Ok(exit::OK);
     }
-    let id = release::new_id(host, layout, &commit);
-    let outcome = apply::apply(
-        host,
-        layout,
-        &plan,
-        &desired,
-        &id,
-        &mut state,
-        settings.keep_releases,
-    )?;
+    let outcome = common::execute(settings, host, &plan, &desired, &mut state)?;
     if let (CallMode::Record(log), true) = (&settings.call_mode, outcome.host_calls > 0) {
         println!(
             "  (sandbox root: host commands recorded in {}, not run)",
             host.real(log).display()
         );
     }
-    println!("{}", summary(&plan, &outcome, short));
+    println!("{}", common::summary(&plan, &outcome));
     Ok(exit::OK)
-}
-
-/// The cheap check: same commit, `current` as recorded, every owned link in place.
-fn up_to_date(host: &dyn Host, layout: &Layout, state: &State, commit: &str) -> bool {
-    let Some(deployed) = &state.deployed else {
-        return false;
-    };
-    deployed.commit == commit
-        && release::current_id(host, layout).as_deref() == Some(deployed.release.as_str())
-        && state
-            .owned
-            .iter()
-            .all(|path| host.read_link(path).ok() == Some(layout.link_target(host, path)))
-}
-
-/// Look at the host paths the plan depends on.
-fn observe(host: &dyn Host, layout: &Layout, state: &State, desired: &Desired) -> Observed {
-    let current =
-        release::current_id(host, layout).and_then(|id| ReleaseInfo::load(host, layout, &id));
-    let mut paths = BTreeMap::new();
-    let mut link_targets = BTreeMap::new();
-    for path in desired.files.keys().chain(state.owned.iter()) {
-        let seen = match host.read_link(path) {
-            Ok(target) => PathState::Link(target),
-            Err(e) if e.kind() == ErrorKind::NotFound => PathState::Missing,
-            Err(_) => PathState::Other,
-        };
-        paths.insert(path.clone(), seen);
-        link_targets.insert(path.clone(), layout.link_target(host, path));
-    }
-    Observed {
-        current,
-        owned: state.owned.clone(),
-        paths,
-        link_targets,
-    }
-}
-
-fn print_plan(plan: &Plan) {
-    for (path, change) in &plan.changes {
-        let mark = match change {
-            Change::Created => "+ created",
-            Change::Changed => "~ changed",
-            Change::Removed => "- removed",
-        };
-        println!("  {mark} {}", path.display());
-    }
-    for action in &plan.actions {
-        if !matches!(action, plan::Action::Link(_) | plan::Action::Unlink(_)) {
-            println!("  {action}");
-        }
-    }
-}
-
-fn summary(plan: &Plan, outcome: &apply::Outcome, short: &str) -> String {
-    let count = |kind| plan.changes.iter().filter(|(_, c)| *c == kind).count();
-    let mut line = format!(
-        "deployed {short} as release {}: {} created, {} changed, {} removed, {} host command(s)",
-        outcome.release.as_deref().unwrap_or("?"),
-        count(Change::Created),
-        count(Change::Changed),
-        count(Change::Removed),
-        outcome.host_calls,
-    );
-    if !outcome.pruned.is_empty() {
-        line.push_str(&format!(", pruned {} old release(s)", outcome.pruned.len()));
-    }
-    line
 }

@@ -198,6 +198,18 @@ impl Sandbox {
         serde_json::from_slice(&fs::read(self.state_dir().join("state.json")).unwrap()).unwrap()
     }
 
+    /// The host calls a sandbox run recorded, with the sandbox root removed.
+    pub fn calls(&self) -> Vec<String> {
+        let log = fs::read_to_string(self.state_dir().join("host-calls.log")).unwrap_or_default();
+        let root = self.root.path().display().to_string();
+        log.lines().map(|l| l.replace(&root, "")).collect()
+    }
+
+    /// Forget the recorded host calls.
+    pub fn clear_calls(&self) {
+        let _ = fs::remove_file(self.state_dir().join("host-calls.log"));
+    }
+
     /// Owned paths recorded in state.json.
     pub fn owned(&self) -> Vec<String> {
         self.state()["owned"]

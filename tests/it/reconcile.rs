@@ -82,16 +82,17 @@ fn first_reconcile_builds_a_release_and_links_every_owned_path() {
     assert_eq!(mode & 0o777, 0o755);
 
     // The sandbox records service-manager calls in order instead of running them.
-    let calls = fs::read_to_string(sandbox.state_dir().join("host-calls.log")).unwrap();
     assert_eq!(
-        calls.lines().collect::<Vec<_>>(),
+        sandbox.calls(),
         [
+            "nginx -t -q",
+            "systemd-analyze verify /etc/systemd/system/microblog-backup.service /etc/systemd/system/microblog-backup.timer /etc/systemd/system/microblog.service",
             "systemctl daemon-reload",
             "systemctl enable --now microblog.service",
             "systemctl enable --now microblog-backup.timer",
-            "nginx -t -q",
             "systemctl reload nginx.service",
-        ]
+        ],
+        "validated before the commit point, then started, then nginx reloaded"
     );
 }
 
@@ -128,8 +129,7 @@ fn a_new_commit_makes_a_new_release_and_only_changed_units_restart() {
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
     let first = sandbox.current_release();
-    let calls = sandbox.state_dir().join("host-calls.log");
-    fs::remove_file(&calls).unwrap();
+    sandbox.clear_calls();
 
     let yaml = repo
         .read("deploy.yaml")
@@ -156,11 +156,9 @@ fn a_new_commit_makes_a_new_release_and_only_changed_units_restart() {
         "the link follows current:\n{unit}"
     );
     assert_eq!(
-        fs::read_to_string(&calls)
-            .unwrap()
-            .lines()
-            .collect::<Vec<_>>(),
+        sandbox.calls(),
         [
+            "systemd-analyze verify /etc/systemd/system/microblog.service",
             "systemctl daemon-reload",
             "systemctl restart microblog.service"
         ],

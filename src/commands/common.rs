@@ -1,0 +1,137 @@
+//! Steps shared by the commands that deploy: render a commit, observe the
+//! host, execute a plan and turn its failures into errors.
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+
+use crate::apply::{self, Failure, Outcome};
+use crate::desired::Desired;
+use crate::drift;
+use crate::error::Error;
+use crate::host::Host;
+use crate::plan::{Change, Observed, PathState, Plan};
+use crate::release::{self, Layout, ReleaseInfo};
+use crate::render::{self, HostFacts};
+use crate::repo;
+use crate::settings::Settings;
+use crate::source::Mirror;
+use crate::state::State;
+
+/// Render `commit` of the mirror for this host.
+pub fn render_commit(settings: &Settings, mirror: &Mirror, commit: &str) -> Result<Desired, Error> {
+    let tree = mirror.tree(commit, &settings.subpath)?;
+    let input = repo::load(&tree, &settings.hostname)?;
+    let facts = HostFacts {
+        commit,
+        state_dir: &settings.layout.state_dir,
+        roots: &settings.roots,
+    };
+    Ok(render::render(&tree, &input, &facts)?)
+}
+
+/// Look at everything the planner depends on.
+pub fn observe(host: &dyn Host, layout: &Layout, state: &State, desired: &Desired) -> Observed {
+    let current =
+        release::current_id(host, layout).and_then(|id| ReleaseInfo::load(host, layout, &id));
+    let mut paths = BTreeMap::new();
+    let mut link_targets = BTreeMap::new();
+    for path in desired.files.keys().chain(state.owned.iter()) {
+        let seen = match host.read_link(path) {
+            Ok(target) => PathState::Link(target),
+            Err(e) if e.kind() == ErrorKind::NotFound => PathState::Missing,
+            Err(_) => PathState::Other,
+        };
+        paths.insert(path.clone(), seen);
+        link_targets.insert(path.clone(), layout.link_target(host, path));
+    }
+    let tampered = current
+        .as_ref()
+        .map(|info| drift::tampered(host, layout, info))
+        .unwrap_or_default();
+    let inactive = current
+        .as_ref()
+        .map(|info| host.inactive(&info.units))
+        .unwrap_or_default();
+    Observed {
+        current,
+        owned: state.owned.clone(),
+        paths,
+        link_targets,
+        tampered,
+        inactive: inactive.into_iter().collect(),
+    }
+}
+
+/// Execute `plan`; a failure becomes `Refused` or `RolledBack`.
+pub fn execute(
+    settings: &Settings,
+    host: &dyn Host,
+    plan: &Plan,
+    desired: &Desired,
+    state: &mut State,
+) -> Result<Outcome, Error> {
+    let layout = &settings.layout;
+    match apply::apply(
+        host,
+        layout,
+        plan,
+        Some(desired),
+        state,
+        settings.keep_releases,
+    )? {
+        Ok(outcome) => {
+            state.quarantine.retain(|q| q.commit != plan.commit);
+            state.save(host, &layout.state_file())?;
+            Ok(outcome)
+        }
+        Err(Failure::Aborted(cause)) => Err(Error::Refused {
+            commit: short(&plan.commit).to_string(),
+            cause,
+        }),
+        Err(Failure::RolledBack(cause)) => Err(Error::RolledBack {
+            commit: short(&plan.commit).to_string(),
+            previous: plan.previous.clone().unwrap_or_else(|| "(none)".into()),
+            cause,
+        }),
+    }
+}
+
+pub fn short(commit: &str) -> &str {
+    &commit[..12.min(commit.len())]
+}
+
+/// The plan as the operator reads it: file changes, then the steps.
+pub fn print_plan(plan: &Plan) {
+    for (path, change) in &plan.changes {
+        let mark = match change {
+            Change::Created => "+ created",
+            Change::Changed => "~ changed",
+            Change::Removed => "- removed",
+        };
+        println!("  {mark} {}", path.display());
+    }
+    for action in &plan.actions {
+        use crate::plan::Action::*;
+        if !matches!(action, Link(_) | Unlink(_) | Pin { .. } | Commit) {
+            println!("  {action}");
+        }
+    }
+}
+
+/// The last line of a deploy.
+pub fn summary(plan: &Plan, outcome: &Outcome) -> String {
+    let count = |kind| plan.changes.iter().filter(|(_, c)| *c == kind).count();
+    let mut line = format!(
+        "deployed {} as release {}: {} created, {} changed, {} removed, {} host command(s)",
+        short(&plan.commit),
+        outcome.release.as_deref().unwrap_or("?"),
+        count(Change::Created),
+        count(Change::Changed),
+        count(Change::Removed),
+        outcome.host_calls,
+    );
+    if !outcome.pruned.is_empty() {
+        line.push_str(&format!(", pruned {} old release(s)", outcome.pruned.len()));
+    }
+    line
+}

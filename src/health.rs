@@ -1,0 +1,63 @@
+//! Health checks: HTTP GET, TCP connect or a command, retried until they pass
+//! or their deadline expires.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use crate::desired::{HealthCheck, Probe};
+use crate::host::{self, CommandError};
+
+/// Try `check` until it passes or `check.timeout_ms` has gone by.
+pub fn wait(check: &HealthCheck) -> Result<(), CommandError> {
+    let deadline = Instant::now() + Duration::from_millis(check.timeout_ms);
+    let interval = Duration::from_millis(check.interval_ms.max(10));
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let error = match probe(&check.probe) {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        if Instant::now() + interval > deadline {
+            return Err(CommandError::Unhealthy {
+                app: check.app.clone(),
+                check: check.probe.to_string(),
+                attempts,
+                seconds: check.timeout_ms as f64 / 1000.0,
+                last: error,
+            });
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// One attempt; the error says what was seen.
+fn probe(probe: &Probe) -> Result<(), String> {
+    match probe {
+        Probe::Http { url, status } => {
+            let agent = ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(5)))
+                .http_status_as_error(false)
+                .build()
+                .new_agent();
+            let response = agent.get(url).call().map_err(|e| e.to_string())?;
+            let got = response.status().as_u16();
+            if got == *status {
+                Ok(())
+            } else {
+                Err(format!("status {got}"))
+            }
+        }
+        Probe::Tcp { address } => {
+            let addr = address
+                .to_socket_addrs()
+                .map_err(|e| e.to_string())?
+                .next()
+                .ok_or_else(|| format!("{address} does not resolve"))?;
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        Probe::Command { argv } => host::execute(argv).map_err(|e| e.to_string()),
+    }
+}

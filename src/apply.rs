@@ -295,6 +295,14 @@ impl Steps<'_> {
                 paths.iter().map(|p| host.real(p)).collect(),
             )),
             Action::Commit => Ok(()),
+            Action::Discard(id) => {
+                let path = layout.release(id);
+                if release::current_id(host, layout).as_deref() == Some(id) || !host.exists(&path) {
+                    return Ok(());
+                }
+                host.remove_dir_all(&path)
+                    .map_err(ApplyError::io("remove", &path))
+            }
             Action::DisableNow(unit) => self.call(HostCall::systemctl(["disable", "--now", unit])),
             Action::DaemonReload => self.call(HostCall::systemctl(["daemon-reload"])),
             Action::Restart { unit, .. } => self.systemctl("restart", unit),

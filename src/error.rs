@@ -44,14 +44,17 @@ pub enum Error {
     #[error(
         "commit {commit} refused before the switch: {cause}\nThe host was not changed; the commit is quarantined. Fix it and push, or retry with --force."
     )]
-    Refused { commit: String, cause: ApplyError },
+    Refused {
+        commit: String,
+        cause: Box<ApplyError>,
+    },
     #[error(
         "commit {commit} failed after the switch and was rolled back to release {previous}: {cause}\nThe commit is quarantined. Fix it and push, or retry with --force."
     )]
     RolledBack {
         commit: String,
         previous: String,
-        cause: ApplyError,
+        cause: Box<ApplyError>,
     },
     #[error(
         "commit {commit} is quarantined since {at}: {reason}\nStaying on release {release}. Push a new commit, or retry this one with --force."

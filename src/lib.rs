@@ -6,6 +6,7 @@ pub mod commands; // one file per subcommand
 pub mod desired; // the desired state: files, units, sites (pure data)
 pub mod drift; // drift: how the host differs from its release (links, hashes, units)
 pub mod error; // typed errors per stage and the exit code of each
+pub mod fault; // fault injection for crash tests (PLUMB_FAULT_KILL_AFTER)
 pub mod health; // health checks: HTTP, TCP or a command, with retries and a deadline
 pub mod host; // trait Host: every side effect, with RealHost{root}
 pub mod known_hosts; // OpenSSH known_hosts parsing and host key matching

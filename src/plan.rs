@@ -73,6 +73,8 @@ pub enum Action {
     VerifyUnits(Vec<PathBuf>),
     /// Validation passed: from here on a failure rolls back.
     Commit,
+    /// Delete a release that never became live.
+    Discard(String),
     DisableNow(String),
     DaemonReload,
     Restart {
@@ -110,6 +112,7 @@ impl fmt::Display for Action {
                 paths.len()
             ),
             Action::Commit => write!(f, "validation passed"),
+            Action::Discard(id) => write!(f, "delete release {id}"),
             Action::DisableNow(unit) => write!(f, "stop and disable {unit}"),
             Action::DaemonReload => write!(f, "systemctl daemon-reload"),
             Action::Restart { unit, reason } => write!(f, "restart {unit} ({reason})"),
@@ -293,12 +296,10 @@ pub fn plan(
     );
 
     actions.push(Action::Commit);
-    let mut services = Vec::new();
     for unit in old_units.iter().filter(|u| !desired.units.contains(u)) {
-        services.push(Action::DisableNow(unit.clone()));
+        actions.push(Action::DisableNow(unit.clone()));
         rollback_after(&mut rollback, Action::EnableNow(unit.clone()));
     }
-    actions.extend(services.drain(..));
     actions.extend(removed_units.iter().cloned().map(Action::Unlink));
     if units_changed {
         actions.push(Action::DaemonReload);
@@ -390,6 +391,11 @@ pub fn plan(
         full.push(Action::ReloadNginx);
     }
 
+    // A release that never went live is deleted; a rolled-back one is kept
+    // for inspection until pruned.
+    if rebuild {
+        abort.push(Action::Discard(new_release.to_string()));
+    }
     if actions == [Action::Commit] {
         actions.clear();
     }

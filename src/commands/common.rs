@@ -86,12 +86,12 @@ pub fn execute(
         }
         Err(Failure::Aborted(cause)) => Err(Error::Refused {
             commit: short(&plan.commit).to_string(),
-            cause,
+            cause: Box::new(cause),
         }),
         Err(Failure::RolledBack(cause)) => Err(Error::RolledBack {
             commit: short(&plan.commit).to_string(),
             previous: plan.previous.clone().unwrap_or_else(|| "(none)".into()),
-            cause,
+            cause: Box::new(cause),
         }),
     }
 }

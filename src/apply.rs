@@ -83,6 +83,7 @@ pub fn apply(
                 commit: plan.commit.clone(),
                 release,
                 at: now(),
+                fingerprint: plan.fingerprint.clone(),
             });
             state.owned = plan
                 .owned_before
@@ -169,6 +170,7 @@ fn undo(
             commit: info.commit,
             release: id.clone(),
             at: now(),
+            fingerprint: plan.fingerprint.clone(),
         })
     });
     state.owned = plan.owned_before.clone();
@@ -339,7 +341,10 @@ fn link(host: &dyn Host, target: &Path, path: &Path) -> Result<(), ApplyError> {
         .expect("managed paths have a name")
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.plumb-tmp"));
-    remove_if_present(host, &tmp)?;
+    // A leftover of an interrupted run is a symlink; anything else is not ours.
+    if host.read_link(&tmp).is_ok() {
+        remove_if_present(host, &tmp)?;
+    }
     host.symlink(target, &tmp)
         .map_err(ApplyError::io("symlink", &tmp))?;
     host.rename(&tmp, path)

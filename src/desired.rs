@@ -15,6 +15,8 @@ pub const NGINX_DIR: &str = "/etc/nginx";
 pub struct Desired {
     /// Full commit id the state was rendered from.
     pub commit: String,
+    /// Fingerprint of the host settings it was rendered with.
+    pub fingerprint: String,
     /// Managed files by absolute host path.
     pub files: BTreeMap<PathBuf, DesiredFile>,
     /// Units that should be enabled and running, in start order.

@@ -10,6 +10,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -112,6 +113,8 @@ pub enum CommandError {
         seconds: f64,
         last: String,
     },
+    #[error("`{command}` did not finish within {seconds}s and was killed")]
+    Timeout { command: String, seconds: u64 },
     #[error("cannot record `{command}` in {log}: {source}")]
     Record {
         command: String,
@@ -260,7 +263,10 @@ impl Host for RealHost {
         argv.push("is-active".into());
         argv.extend(units.iter().cloned());
         // One line per unit, in order; anything but "active" needs a start.
-        let output = Command::new(&argv[0]).args(&argv[1..]).output();
+        let output = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env_remove("SSL_CERT_FILE")
+            .output();
         let text = output
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
@@ -299,20 +305,55 @@ impl Host for RealHost {
     }
 }
 
+/// How long any one host command may run before it is killed.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Run `argv`, turning every way it can fail into one `CommandError`.
 pub fn execute(argv: &[String]) -> Result<(), CommandError> {
+    execute_with_timeout(argv, COMMAND_TIMEOUT)
+}
+
+/// `execute` with a deadline: a command still running then is killed.
+pub fn execute_with_timeout(argv: &[String], timeout: Duration) -> Result<(), CommandError> {
+    use std::io::Read;
     use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    use wait_timeout::ChildExt;
+
     let command = argv.join(" ");
     let (program, args) = argv.split_first().expect("commands are never empty");
-    let output = Command::new(program)
+    let mut child = Command::new(program)
         .args(args)
-        .output()
+        // Set only so libgit2 skips the CA bundle; children must not inherit it.
+        .env_remove("SSL_CERT_FILE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|source| CommandError::Spawn {
             command: command.clone(),
             source,
         })?;
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    match (output.status.code(), output.status.signal()) {
+    let mut pipe = child.stderr.take().expect("stderr is piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    });
+    let status = match child.wait_timeout(timeout) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(CommandError::Timeout {
+                command,
+                seconds: timeout.as_secs(),
+            });
+        }
+        Err(source) => return Err(CommandError::Spawn { command, source }),
+    };
+    let stderr = reader.join().unwrap_or_default();
+    match (status.code(), status.signal()) {
         (Some(0), _) => Ok(()),
         (Some(code), _) => Err(CommandError::Exit {
             command,

@@ -23,6 +23,49 @@ pub const DEFAULT_ROOTS: &[&str] = &["/etc/systemd/system", "/etc/nginx", "/usr/
 /// Paths that are never managed: the host config is the trust root.
 const FORBIDDEN: &[&str] = &["/etc/plumb"];
 
+/// App names whose `/etc/<app>` is a system directory: an app with such a
+/// name does not get its `/etc/<app>` root, so a deploy repo cannot reach
+/// `/etc/ssh` or `/etc/apt` by naming an app after them.
+const SYSTEM_ETC: &[&str] = &[
+    "alternatives",
+    "apparmor",
+    "apt",
+    "audit",
+    "cloud",
+    "containerd",
+    "cron",
+    "default",
+    "dhcp",
+    "docker",
+    "dpkg",
+    "environment",
+    "firewalld",
+    "init",
+    "iptables",
+    "kernel",
+    "letsencrypt",
+    "modules",
+    "netplan",
+    "network",
+    "networkmanager",
+    "nginx",
+    "pam",
+    "plumb",
+    "polkit-1",
+    "resolvconf",
+    "rsyslog",
+    "security",
+    "selinux",
+    "skel",
+    "ssh",
+    "ssl",
+    "sudo",
+    "sysconfig",
+    "systemd",
+    "udev",
+    "ufw",
+];
+
 /// The directories deployed files may be written under.
 #[derive(Debug, Clone)]
 pub struct AllowedRoots {
@@ -43,8 +86,11 @@ impl AllowedRoots {
     /// These roots plus `/etc/<app>` for each app.
     pub fn with_apps<'a>(&self, apps: impl IntoIterator<Item = &'a str>) -> Self {
         let mut more = self.clone();
-        more.roots
-            .extend(apps.into_iter().map(|app| Path::new("/etc").join(app)));
+        more.roots.extend(
+            apps.into_iter()
+                .filter(|app| !SYSTEM_ETC.contains(app))
+                .map(|app| Path::new("/etc").join(app)),
+        );
         more
     }
 
@@ -127,6 +173,11 @@ mod tests {
             "/var/lib/plumb/current",
         ] {
             assert!(roots().check("t", bad).is_err(), "{bad} accepted");
+        }
+        // An app named after a system directory does not open it up.
+        let system = AllowedRoots::new(&[], Path::new("/var/lib/plumb")).with_apps(["ssh", "apt"]);
+        for bad in ["/etc/ssh/sshd_config.d/x.conf", "/etc/apt/apt.conf.d/99x"] {
+            assert!(system.check("t", bad).is_err(), "{bad} accepted");
         }
     }
 }

@@ -129,6 +129,8 @@ impl fmt::Display for Action {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub commit: String,
+    /// The settings fingerprint the desired state was rendered with.
+    pub fingerprint: String,
     /// The release being deployed (new, or the current one when only repairing).
     pub release: Option<String>,
     /// The release `current` pointed at before.
@@ -401,6 +403,7 @@ pub fn plan(
     }
     Ok(Plan {
         commit: desired.commit.clone(),
+        fingerprint: desired.fingerprint.clone(),
         release,
         previous,
         changes,

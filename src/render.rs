@@ -22,6 +22,8 @@ const TEMPLATE_DIR: &str = "templates";
 /// Facts about the host that templates and paths depend on.
 pub struct HostFacts<'a> {
     pub commit: &'a str,
+    /// `Settings::fingerprint`, recorded with the deploy.
+    pub fingerprint: &'a str,
     /// The state directory as the host sees it, e.g. `/var/lib/plumb`.
     pub state_dir: &'a Path,
     pub roots: &'a AllowedRoots,
@@ -38,6 +40,7 @@ pub fn render(
     let mut out = Output {
         desired: Desired {
             commit: facts.commit.to_string(),
+            fingerprint: facts.fingerprint.to_string(),
             ..Desired::default()
         },
         roots,
@@ -71,6 +74,22 @@ impl Output {
             mode,
             origin: origin.to_string(),
         };
+        if let Some(other) = self
+            .desired
+            .files
+            .keys()
+            .find(|p| p.starts_with(&path) || path.starts_with(p))
+            .filter(|p| **p != path)
+        {
+            return Err(InvalidError::Repo {
+                file: origin.to_string(),
+                message: format!(
+                    "{} and {} cannot both be files: one is inside the other",
+                    path.display(),
+                    other.display()
+                ),
+            });
+        }
         if let Some(previous) = self.desired.files.insert(path.clone(), file) {
             return Err(InvalidError::Repo {
                 file: "deploy.yaml".into(),
@@ -235,7 +254,12 @@ fn app_source(tree: &Tree, app: &str, dir: &str) -> Result<Vec<SourceFile>, Inva
     let mut files = Vec::new();
     for path in tree.list(dir) {
         let key = path.to_string_lossy();
-        let (bytes, executable) = tree.read(&key)?.expect("listed paths exist");
+        let (bytes, executable) = tree.read(&key)?.ok_or_else(|| InvalidError::Repo {
+            file: key.to_string(),
+            message:
+                "is a symlink to a directory or to a missing file; commit the files themselves"
+                    .into(),
+        })?;
         files.push(SourceFile {
             path: path.strip_prefix(dir).unwrap_or(path).to_path_buf(),
             bytes: bytes.to_vec(),
@@ -260,7 +284,10 @@ fn environment<'a>(
     let mut sources: BTreeMap<String, String> = BTreeMap::new();
     for path in tree.list(TEMPLATE_DIR) {
         let key = path.to_string_lossy();
-        let text = tree.read_text(&key)?.expect("listed paths exist");
+        let text = tree.read_text(&key)?.ok_or_else(|| InvalidError::Repo {
+            file: key.to_string(),
+            message: "is a symlink to a directory or to a missing file".into(),
+        })?;
         let name = path.strip_prefix(TEMPLATE_DIR).unwrap_or(path);
         sources.insert(name.to_string_lossy().into_owned(), text);
     }
@@ -281,6 +308,8 @@ fn environment<'a>(
             .or_else(|| templates::builtin(name).map(str::to_string)))
     });
     env.add_filter("sh", shell_quote);
+    env.add_filter("unit", unit_value);
+    env.add_filter("unit_env", unit_env);
     let state = facts.state_dir.display().to_string();
     env.add_global("host", input.hostname.clone());
     env.add_global("commit", facts.commit.to_string());
@@ -333,6 +362,23 @@ fn template_error(env: &Environment, name: &str, error: minijinja::Error) -> Inv
         line,
         message,
     }
+}
+
+/// A value inside `Environment="…"`: as `unit`, with `"` and `\` escaped.
+fn unit_env(value: String) -> Result<String, minijinja::Error> {
+    unit_value(value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A value for a systemd unit line: one line only, and `%` taken literally
+/// (not a specifier).
+fn unit_value(value: String) -> Result<String, minijinja::Error> {
+    if value.contains(['\n', '\r']) {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("{value:?} spans lines; a unit setting must be one line"),
+        ));
+    }
+    Ok(value.replace('%', "%%"))
 }
 
 /// Quote a string for POSIX sh: `'...'` with embedded quotes escaped.

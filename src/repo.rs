@@ -217,6 +217,11 @@ impl<'de> Deserialize<'de> for Mode {
         let text = String::deserialize(d)?;
         let digits = text.strip_prefix("0o").unwrap_or(&text);
         match u32::from_str_radix(digits, 8) {
+            Ok(bits) if bits & 0o7022 != 0 && bits <= 0o7777 => {
+                Err(serde::de::Error::custom(format!(
+                    "mode {text:?} is refused: no setuid/setgid/sticky bits and no group or world write (use e.g. 0644, 0640, 0755)"
+                )))
+            }
             Ok(bits) if bits <= 0o7777 && (3..=4).contains(&digits.len()) => Ok(Mode(bits)),
             _ => Err(serde::de::Error::custom(format!(
                 "mode {text:?} is not an octal permission such as 0644"

@@ -219,6 +219,20 @@ impl Settings {
         })
     }
 
+    /// Everything besides the commit that rendering depends on, hashed.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let text = format!(
+            "plumb {}\nhost {}\npath {}\nstate {}\nroots {:?}",
+            env!("CARGO_PKG_VERSION"),
+            self.hostname,
+            self.subpath,
+            self.layout.state_dir.display(),
+            self.roots
+        );
+        hex::encode(&Sha256::digest(text.as_bytes())[..8])
+    }
+
     /// The host these settings describe.
     pub fn host(&self) -> RealHost {
         RealHost {

@@ -118,17 +118,17 @@ impl Mirror {
             }
             if e.message().contains("couldn't find remote ref") {
                 return Err(FetchError::NoBranch {
-                    remote: remote.url.clone(),
+                    remote: remote.shown(),
                     branch: branch.to_string(),
                 });
             }
             return Err(FetchError::Remote {
-                remote: remote.url.clone(),
+                remote: remote.shown(),
                 message: e.message().to_string(),
             });
         }
         self.resolve(branch).ok_or_else(|| FetchError::NoBranch {
-            remote: remote.url.clone(),
+            remote: remote.shown(),
             branch: branch.to_string(),
         })
     }
@@ -177,7 +177,19 @@ impl Mirror {
             if entry.kind() != Some(ObjectType::Blob) {
                 return TreeWalkResult::Ok;
             }
-            let path = PathBuf::from(format!("{dir}{}", entry.name().unwrap_or_default()));
+            let name = entry.name().unwrap_or_default();
+            if name.is_empty()
+                || name == "."
+                || name == ".."
+                || name.contains('/')
+                || name.eq_ignore_ascii_case(".git")
+            {
+                failure = Some(fail(format!(
+                    "{dir}{name:?} is not a valid file name in a deploy repo"
+                )));
+                return TreeWalkResult::Abort;
+            }
+            let path = PathBuf::from(format!("{dir}{name}"));
             match entry.to_object(&self.repo).and_then(|o| o.peel_to_blob()) {
                 Ok(blob) => {
                     let bytes = blob.content().to_vec();
@@ -201,6 +213,20 @@ impl Mirror {
         match failure {
             Some(error) => Err(error),
             None => Ok(out),
+        }
+    }
+}
+
+impl Remote {
+    /// The URL without any `user:password@`, for messages and logs.
+    pub fn shown(&self) -> String {
+        match url::Url::parse(&self.url) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(None);
+                let _ = url.set_username("");
+                url.to_string()
+            }
+            _ => self.url.clone(),
         }
     }
 }
@@ -245,7 +271,7 @@ fn check_host_key(
     key_type: &str,
 ) -> Result<(), FetchError> {
     let (host, port) = ssh_host_port(url).ok_or_else(|| FetchError::Remote {
-        remote: remote.url.clone(),
+        remote: remote.shown(),
         message: "cannot tell the ssh host and port from the URL".into(),
     })?;
     let shown = if port == 22 {
@@ -303,6 +329,11 @@ fn credentials(
         return Cred::ssh_key(user.unwrap_or("git"), None, key, None);
     }
     if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+        if !remote.url.starts_with("https://") {
+            return Err(git2::Error::from_str(
+                "refusing to send the token over a transport other than https",
+            ));
+        }
         let file = remote.token_file.as_ref().ok_or_else(|| {
             git2::Error::from_str(
                 "the server wants credentials: set https.token_file in the host config",

@@ -41,6 +41,10 @@ pub struct Deployed {
     pub commit: String,
     pub release: String,
     pub at: String,
+    /// What else the rendering depended on (plumb version, host name, sub-path,
+    /// roots): when it differs, the same commit is rendered again.
+    #[serde(default)]
+    pub fingerprint: String,
 }
 
 /// One line of history.

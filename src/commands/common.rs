@@ -21,8 +21,10 @@ use crate::state::State;
 pub fn render_commit(settings: &Settings, mirror: &Mirror, commit: &str) -> Result<Desired, Error> {
     let tree = mirror.tree(commit, &settings.subpath)?;
     let input = repo::load(&tree, &settings.hostname)?;
+    let fingerprint = settings.fingerprint();
     let facts = HostFacts {
         commit,
+        fingerprint: &fingerprint,
         state_dir: &settings.layout.state_dir,
         roots: &settings.roots,
     };
@@ -60,6 +62,34 @@ pub fn observe(host: &dyn Host, layout: &Layout, state: &State, desired: &Desire
         tampered,
         inactive: inactive.into_iter().collect(),
     }
+}
+
+/// Record an empty plan's release and owned paths if state.json differs;
+/// returns whether it did.
+pub fn adopt(
+    host: &dyn Host,
+    layout: &Layout,
+    plan: &Plan,
+    state: &mut State,
+) -> Result<bool, Error> {
+    let Some(release) = plan.release.clone() else {
+        return Ok(false);
+    };
+    let same = state.deployed.as_ref().is_some_and(|d| {
+        d.commit == plan.commit && d.release == release && d.fingerprint == plan.fingerprint
+    }) && state.owned == plan.owned_after;
+    if same {
+        return Ok(false);
+    }
+    state.deployed = Some(crate::state::Deployed {
+        commit: plan.commit.clone(),
+        release,
+        at: jiff::Timestamp::now().to_string(),
+        fingerprint: plan.fingerprint.clone(),
+    });
+    state.owned = plan.owned_after.clone();
+    state.save(host, &layout.state_file())?;
+    Ok(true)
 }
 
 /// Execute `plan`; a failure becomes `Refused` or `RolledBack`.

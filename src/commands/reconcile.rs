@@ -44,7 +44,11 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
                 release: release::current_id(host, layout).unwrap_or_else(|| "(none)".into()),
             });
         }
-        let on_commit = state.deployed.as_ref().is_some_and(|d| d.commit == commit);
+        let fingerprint = settings.fingerprint();
+        let on_commit = state
+            .deployed
+            .as_ref()
+            .is_some_and(|d| d.commit == commit && d.fingerprint == fingerprint);
         if on_commit && drift::detect(host, layout, &state).is_empty() {
             println!("up to date at {}", short(&commit));
             return Ok(exit::OK);
@@ -56,7 +60,13 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
     let id = release::new_id(host, layout, &commit);
     let plan = plan::plan(&desired, &observed, &id)?;
     if plan.is_empty() {
-        println!("up to date at {} (checked in full)", short(&commit));
+        // The host matches; make sure state.json says so (e.g. after it was
+        // moved aside, or the settings changed), so the next run is cheap.
+        if !options.dry_run && common::adopt(host, layout, &plan, &mut state)? {
+            println!("up to date at {} (state recorded)", short(&commit));
+        } else {
+            println!("up to date at {} (checked in full)", short(&commit));
+        }
         return Ok(exit::OK);
     }
     let verb = if options.dry_run {

@@ -41,37 +41,54 @@ fn a_second_run_is_refused_while_the_lock_is_held_and_waits_with_wait() {
 }
 
 #[test]
-fn two_real_runs_never_overlap() {
+fn a_run_that_holds_the_lock_refuses_a_second_run_naming_its_pid() {
     let repo = GitRepo::example();
     let sandbox = Sandbox::new();
-    let runs: Vec<_> = (0..2)
-        .map(|_| {
-            sandbox
-                .command(&["reconcile", "--once", "--repo", &repo.url()])
-                .output()
-                .unwrap()
-        })
-        .collect();
-    // Sequential runs both succeed; the second is up to date.
-    assert!(runs.iter().all(|r| r.status.success()));
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            sandbox
-                .command(&["reconcile", "--once", "--force", "--repo", &repo.url()])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+    // The first run holds the lock while its `nginx -t` step sleeps.
+    let config = sandbox.root.path().join("plumb.yaml");
+    fs::write(
+        &config,
+        "host_commands: execute\ncommands:\n  systemctl: [\"true\"]\n  nginx_test: [sleep, \"2\"]\n  nginx_reload: [\"true\"]\n  systemd_verify: [\"true\"]\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let mut first = sandbox
+        .command(&[
+            "reconcile",
+            "--once",
+            "--repo",
+            &repo.url(),
+            "--config",
+            config,
+        ])
+        .spawn()
+        .unwrap();
+    let lock = sandbox.path("/run/plumb/lock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fs::read_to_string(&lock).unwrap_or_default() != first.id().to_string() {
         assert!(
-            out.status.success()
-                || (out.status.code() == Some(3) && stderr.contains("holds the lock")),
-            "a concurrent run failed some other way: {stderr}"
+            std::time::Instant::now() < deadline,
+            "the first run never took the lock"
         );
+        std::thread::sleep(Duration::from_millis(20));
     }
+    let second = sandbox.plumb(&[
+        "reconcile",
+        "--once",
+        "--repo",
+        &repo.url(),
+        "--config",
+        config,
+    ]);
+    let second = second.fails_with(
+        3,
+        &format!("another plumb run (pid {}) holds the lock", first.id()),
+    );
+    assert!(
+        second.stdout.is_empty(),
+        "the refused run did nothing: {}",
+        second.stdout
+    );
+    assert!(first.wait().unwrap().success());
     assert!(sandbox.state_dir().join("current").exists());
 }

@@ -69,6 +69,77 @@ fn echo_backend() -> u16 {
     port
 }
 
+/// A self-signed certificate for blog.test in `dir` (cert.pem, key.pem).
+fn self_signed(dir: &Path) {
+    sh(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=blog.test",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stderr(Stdio::null()));
+}
+
+/// `nginx -t` on `conf`; returns stderr, asserting success.
+fn nginx_t(conf: &Path, prefix: &Path) -> String {
+    let check = Command::new("nginx")
+        .arg("-t")
+        .arg("-c")
+        .arg(conf)
+        .arg("-p")
+        .arg(prefix)
+        .arg("-e")
+        .arg(prefix.join("error.log"))
+        .output()
+        .expect("nginx runs (apt-get install nginx)");
+    let stderr = String::from_utf8_lossy(&check.stderr).into_owned();
+    assert!(check.status.success(), "nginx -t failed:\n{stderr}");
+    assert!(stderr.contains("test is successful"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn the_production_and_staging_sites_as_rendered_pass_nginx_t() {
+    let repo = GitRepo::example();
+    for host in ["blog1", "staging"] {
+        let tmp = TempDir::new().unwrap();
+        let t = tmp.path();
+        self_signed(t);
+        let mut sandbox = Sandbox::new();
+        sandbox.hostname = host.into();
+        sandbox.reconcile(&repo).ok();
+        // Only what needs root or the network changes: certificate paths and ports.
+        let site = fs::read_to_string(sandbox.path("/etc/nginx/conf.d/microblog.conf")).unwrap();
+        let site = site
+            .replace(
+                "/etc/letsencrypt/live/blog.example.com/fullchain.pem",
+                &t.join("cert.pem").display().to_string(),
+            )
+            .replace(
+                "/etc/letsencrypt/live/blog.example.com/privkey.pem",
+                &t.join("key.pem").display().to_string(),
+            )
+            .replace("listen 80;", &format!("listen 127.0.0.1:{};", free_port()))
+            .replace(
+                "listen 443 ssl;",
+                &format!("listen 127.0.0.1:{} ssl;", free_port()),
+            );
+        fs::write(t.join("site.conf"), site).unwrap();
+        let conf = nginx_conf(t, &t.join("site.conf"));
+        nginx_t(&conf, t);
+    }
+}
+
 fn curl(args: &[&str]) -> String {
     sh(Command::new("curl")
         .args(["-sk", "--max-time", "5"])
@@ -117,19 +188,7 @@ fn the_rendered_site_passes_nginx_t_and_serves_with_the_right_headers() {
     sandbox.reconcile(&repo).ok();
 
     let conf = nginx_conf(t, &sandbox.path("/etc/nginx/conf.d/*.conf"));
-    let check = Command::new("nginx")
-        .arg("-t")
-        .arg("-c")
-        .arg(&conf)
-        .arg("-p")
-        .arg(t)
-        .arg("-e")
-        .arg(t.join("error.log"))
-        .output()
-        .expect("nginx runs (apt-get install nginx)");
-    let stderr = String::from_utf8_lossy(&check.stderr);
-    assert!(check.status.success(), "nginx -t failed:\n{stderr}");
-    assert!(stderr.contains("test is successful"), "{stderr}");
+    nginx_t(&conf, t);
 
     let _nginx = Nginx {
         child: Command::new("nginx")
@@ -169,6 +228,10 @@ fn the_rendered_site_passes_nginx_t_and_serves_with_the_right_headers() {
         "HTML must be revalidated:\n{page}"
     );
     assert!(!page.contains("immutable"), "{page}");
+    assert!(
+        page.contains("strict-transport-security: max-age=31536000"),
+        "HSTS on pages:\n{page}"
+    );
     let asset = curl(
         &[
             &host[..],
@@ -183,6 +246,10 @@ fn the_rendered_site_passes_nginx_t_and_serves_with_the_right_headers() {
     assert!(
         asset.contains("cache-control: public, max-age=31536000, immutable"),
         "{asset}"
+    );
+    assert!(
+        asset.contains("strict-transport-security"),
+        "HSTS on assets:\n{asset}"
     );
 
     let echoed = curl(

@@ -57,7 +57,7 @@ fn a_malformed_deploy_yaml_names_file_line_and_column() {
                 &text.replace("  app_version: \"1.0\"", "  app_version: [1.0"),
             );
         },
-        "deploy.yaml:",
+        "deploy.yaml:10:5: illegal placement of ':' indicator",
     );
 }
 

@@ -142,8 +142,12 @@ pub fn print_plan(plan: &Plan) {
     }
     for action in &plan.actions {
         use crate::plan::Action::*;
-        if !matches!(action, Link(_) | Unlink(_) | Pin { .. } | Commit) {
-            println!("  {action}");
+        match action {
+            Link(path) if !plan.changes.iter().any(|(p, _)| p == path) => {
+                println!("  relink {} (missing or changed by hand)", path.display());
+            }
+            Link(_) | Unlink(_) | Pin { .. } | Commit => {}
+            _ => println!("  {action}"),
         }
     }
 }

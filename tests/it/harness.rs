@@ -143,6 +143,8 @@ impl Run {
 pub struct Sandbox {
     pub root: TempDir,
     pub hostname: String,
+    /// A host config passed with --config, if set.
+    pub config: Option<PathBuf>,
 }
 
 impl Sandbox {
@@ -150,7 +152,51 @@ impl Sandbox {
         Sandbox {
             root: TempDir::new().unwrap(),
             hostname: "blog1".into(),
+            config: None,
         }
+    }
+
+    /// A sandbox whose host commands really run: `systemctl`, nginx and
+    /// `systemd-analyze` are shell stand-ins that append to `services.log`
+    /// (systemd is not PID 1 here), so health checks run for real. Extra
+    /// host config lines (e.g. `commands.nginx_test`) may be appended.
+    pub fn executing(extra: &str) -> Self {
+        let mut sandbox = Sandbox::new();
+        let log = sandbox.root.path().join("services.log");
+        let inactive = sandbox.root.path().join("inactive");
+        let log = log.display();
+        let config = format!(
+            "host_commands: execute\ncommands:\n  systemctl: [sh, -c, 'echo \"systemctl $*\" >> {log}; if [ \"$1\" = is-active ]; then shift; for u; do if grep -qx \"$u\" {inactive} 2>/dev/null; then echo inactive; else echo active; fi; done; fi', sh]\n  nginx_reload: [sh, -c, 'echo \"nginx reload\" >> {log}']\n  systemd_verify: [sh, -c, 'echo \"verify $*\" >> {log}', sh]\n{extra}",
+            inactive = inactive.display()
+        );
+        let config = if config.contains("nginx_test") {
+            config
+        } else {
+            format!("{config}  nginx_test: [sh, -c, 'echo \"nginx -t\" >> {log}']\n")
+        };
+        let path = sandbox.root.path().join("plumb.yaml");
+        fs::write(&path, config).unwrap();
+        sandbox.config = Some(path);
+        sandbox
+    }
+
+    /// What the stand-in service manager was asked, without is-active queries.
+    pub fn services(&self) -> Vec<String> {
+        let log = fs::read_to_string(self.root.path().join("services.log")).unwrap_or_default();
+        let root = self.root.path().display().to_string();
+        log.lines()
+            .filter(|l| !l.starts_with("systemctl is-active"))
+            .map(|l| l.replace(&root, ""))
+            .collect()
+    }
+
+    pub fn clear_services(&self) {
+        let _ = fs::remove_file(self.root.path().join("services.log"));
+    }
+
+    /// Make the stand-in `systemctl is-active` report `unit` as inactive.
+    pub fn stop_unit(&self, unit: &str) {
+        fs::write(self.root.path().join("inactive"), format!("{unit}\n")).unwrap();
     }
 
     pub fn path(&self, host_path: &str) -> PathBuf {
@@ -172,6 +218,9 @@ impl Sandbox {
             .arg("--root")
             .arg(self.root.path())
             .args(["--hostname", &self.hostname]);
+        if let Some(config) = &self.config {
+            cmd.arg("--config").arg(config);
+        }
         cmd
     }
 
@@ -217,6 +266,28 @@ impl Sandbox {
             .unwrap()
             .iter()
             .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Contents and link targets of the deployed host paths and releases,
+    /// without timestamps, state.json or plumb's logs.
+    pub fn content(&self) -> BTreeMap<PathBuf, String> {
+        self.snapshot()
+            .into_iter()
+            .filter(|(p, _)| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                !["state.json", "services.log", "host-calls.log", "inactive"]
+                    .contains(&name.as_ref())
+            })
+            .map(|(p, v)| {
+                (
+                    p,
+                    v.rsplit_once(' ')
+                        .map(|(a, _)| a.to_string())
+                        .unwrap_or_default(),
+                )
+            })
+            .filter(|(_, v)| !v.starts_with("dir"))
             .collect()
     }
 

@@ -60,4 +60,29 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Show what reconcile would do, with unified diffs; exit 10 if it would change anything.
+    Plan,
+    /// Deployed commit and release, last run, quarantine and drift.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Releases on disk, newest first.
+    Releases,
+    /// Switch back to an earlier release (default: the previous one), with the
+    /// same validation, restarts and health checks; quarantines the commit it leaves.
+    Rollback {
+        /// Release id (see `plumb releases`).
+        release: Option<String>,
+        /// Wait for the lock instead of failing when another run holds it.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Render a deploy repo working tree for every host it defines and check
+    /// it (templates, paths, nginx -t, systemd-analyze verify).
+    Validate {
+        /// The deploy repo directory [default: .].
+        dir: Option<PathBuf>,
+    },
 }

@@ -24,6 +24,10 @@ pub mod exit {
     pub const ROLLED_BACK: u8 = 7;
     /// The target commit failed before and is quarantined; nothing was done.
     pub const QUARANTINED: u8 = 8;
+    /// `plumb validate` found problems.
+    pub const INVALID_REPO: u8 = 9;
+    /// `plumb plan`: the host would change.
+    pub const CHANGES: u8 = 10;
 }
 
 /// Every failure a command can end with.

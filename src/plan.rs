@@ -38,6 +38,9 @@ pub struct Observed {
     pub tampered: BTreeSet<String>,
     /// Units of the current release that should run but do not.
     pub inactive: BTreeSet<String>,
+    /// Whether the release being deployed already exists (a rollback to it):
+    /// then it is neither built nor discarded.
+    pub release_exists: bool,
 }
 
 /// How a managed file changes.
@@ -254,7 +257,7 @@ pub fn plan(
     let mut actions = Vec::new();
     let mut abort = Vec::new();
     let mut rollback = Vec::new();
-    if rebuild {
+    if rebuild && !observed.release_exists {
         actions.push(Action::BuildRelease(new_release.to_string()));
     }
     if let Some(prev) = &previous {
@@ -395,7 +398,7 @@ pub fn plan(
 
     // A release that never went live is deleted; a rolled-back one is kept
     // for inspection until pruned.
-    if rebuild {
+    if rebuild && !observed.release_exists {
         abort.push(Action::Discard(new_release.to_string()));
     }
     if actions == [Action::Commit] {

@@ -1,13 +1,13 @@
 //! Release directories: built in full under a temporary name, fsynced, renamed
 //! into place; `current` swapped with one `rename(2)`; old releases pruned.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::desired::Desired;
+use crate::desired::{Desired, DesiredFile, HealthCheck, SourceFile};
 use crate::error::ApplyError;
 use crate::host::Host;
 
@@ -56,6 +56,16 @@ pub struct ReleaseInfo {
     pub units: Vec<String>,
     /// sha256 and mode of every file, by path inside the release.
     pub manifest: BTreeMap<String, FileEntry>,
+    /// What else the release needs to be switched to again without
+    /// rendering: restart triggers, reloadable units, health checks.
+    #[serde(default)]
+    pub triggers: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub reloadable: BTreeSet<String>,
+    #[serde(default)]
+    pub health: Vec<HealthCheck>,
+    #[serde(default)]
+    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,17 +75,53 @@ pub struct FileEntry {
 }
 
 impl ReleaseInfo {
-    /// The manifest entry of managed host path `path`.
-    pub fn file(&self, path: &Path) -> Option<&FileEntry> {
-        self.manifest
-            .get(&format!("files/{}", relative(path).display()))
-    }
-
     /// Read `releases/<id>/release.json`.
     pub fn load(host: &dyn Host, layout: &Layout, id: &str) -> Option<ReleaseInfo> {
         let bytes = host.read(&layout.release(id).join("release.json")).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
+}
+
+/// The desired state a release holds, read back from its files: what a
+/// rollback switches to, without rendering anything again.
+pub fn desired_of(
+    host: &dyn Host,
+    layout: &Layout,
+    info: &ReleaseInfo,
+) -> std::io::Result<Desired> {
+    let dir = layout.release(&info.id);
+    let mut desired = Desired {
+        commit: info.commit.clone(),
+        fingerprint: info.fingerprint.clone(),
+        units: info.units.clone(),
+        triggers: info.triggers.clone(),
+        reloadable: info.reloadable.clone(),
+        health: info.health.clone(),
+        ..Desired::default()
+    };
+    for (path, entry) in &info.manifest {
+        let bytes = host.read(&dir.join(path))?;
+        let mode = u32::from_str_radix(&entry.mode, 8).unwrap_or(0o644);
+        if let Some(host_path) = path.strip_prefix("files") {
+            let file = DesiredFile {
+                bytes,
+                mode,
+                origin: format!("release {}", info.id),
+            };
+            desired.files.insert(PathBuf::from(host_path), file);
+        } else if let Some((app, rel)) = path.strip_prefix("app/").and_then(|p| p.split_once('/')) {
+            desired
+                .apps
+                .entry(app.to_string())
+                .or_default()
+                .push(SourceFile {
+                    path: PathBuf::from(rel),
+                    bytes,
+                    executable: mode & 0o111 != 0,
+                });
+        }
+    }
+    Ok(desired)
 }
 
 fn relative(path: &Path) -> &Path {
@@ -173,6 +219,10 @@ pub fn build(
         created: jiff::Timestamp::now().to_string(),
         units: desired.units.clone(),
         manifest: manifest(desired),
+        triggers: desired.triggers.clone(),
+        reloadable: desired.reloadable.clone(),
+        health: desired.health.clone(),
+        fingerprint: desired.fingerprint.clone(),
     };
     let json = tmp.join("release.json");
     let bytes = serde_json::to_vec_pretty(&info).expect("release info serialises");

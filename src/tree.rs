@@ -70,6 +70,13 @@ impl Tree {
         }
     }
 
+    /// A working tree on disk (for `plumb validate`), without `.git`.
+    pub fn from_dir(dir: &Path) -> std::io::Result<Tree> {
+        let mut tree = Tree::default();
+        read_dir(dir, Path::new(""), &mut tree)?;
+        Ok(tree)
+    }
+
     /// Relative paths of all entries under `dir` (recursively), in order.
     pub fn list(&self, dir: &str) -> Vec<&Path> {
         let dir = Path::new(dir);
@@ -79,6 +86,30 @@ impl Tree {
             .map(PathBuf::as_path)
             .collect()
     }
+}
+
+fn read_dir(base: &Path, rel: &Path, tree: &mut Tree) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(base.join(rel))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == ".git" {
+            continue;
+        }
+        let path = rel.join(&name);
+        let meta = std::fs::symlink_metadata(base.join(&path))?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(base.join(&path))?;
+            tree.insert(path, Entry::Symlink(target.to_string_lossy().into_owned()));
+        } else if meta.is_dir() {
+            read_dir(base, &path, tree)?;
+        } else {
+            let bytes = std::fs::read(base.join(&path))?;
+            let executable = meta.permissions().mode() & 0o111 != 0;
+            tree.insert(path, Entry::File { bytes, executable });
+        }
+    }
+    Ok(())
 }
 
 /// Where a symlink at `link` with `target` points, relative to the repo root,

@@ -61,6 +61,7 @@ pub fn observe(host: &dyn Host, layout: &Layout, state: &State, desired: &Desire
         link_targets,
         tampered,
         inactive: inactive.into_iter().collect(),
+        release_exists: false,
     }
 }
 

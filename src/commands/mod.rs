@@ -1,7 +1,12 @@
 //! Subcommands: each takes resolved `Settings` and a `Host`.
 
 mod common;
+pub mod plan;
 pub mod reconcile;
+pub mod releases;
+pub mod rollback;
+pub mod status;
+pub mod validate;
 
 use crate::cli::{Cli, Command, Common};
 use crate::error::Error;
@@ -10,7 +15,12 @@ use crate::settings::{Flags, Settings};
 
 /// Run the command `cli` asks for; returns the exit code on success.
 pub fn run(cli: Cli) -> Result<u8, Error> {
-    let settings = Settings::resolve(&flags(cli.common))?;
+    let mut flags = flags(cli.common);
+    if let Command::Validate { .. } = cli.command {
+        // Validation renders a working tree; no remote is involved.
+        flags.repo.get_or_insert_with(|| ".".into());
+    }
+    let settings = Settings::resolve(&flags)?;
     crate::source::prepare(&settings.remote);
     match crate::fault::KillAt::from_env(settings.host()) {
         Ok(host) => dispatch(cli.command, &settings, &host),
@@ -33,6 +43,16 @@ fn dispatch(command: Command, settings: &Settings, host: &dyn Host) -> Result<u8
                 force,
                 wait,
             },
+        ),
+        Command::Plan => plan::run(settings, host),
+        Command::Status { json } => status::run(settings, host, json),
+        Command::Releases => releases::run(settings, host),
+        Command::Rollback { release, wait } => {
+            rollback::run(settings, host, release.as_deref(), wait)
+        }
+        Command::Validate { dir } => validate::run(
+            settings,
+            dir.as_deref().unwrap_or(std::path::Path::new(".")),
         ),
     }
 }

@@ -1,0 +1,213 @@
+//! The operator's commands: plan, status, releases, rollback, validate.
+
+use std::fs;
+use std::process::Command;
+
+use crate::harness::{GitRepo, Sandbox, example_dir};
+
+fn restart_sec(repo: &GitRepo, from: u32, to: u32) -> String {
+    let yaml = repo.read("deploy.yaml").replace(
+        &format!("restart_sec: {from}"),
+        &format!("restart_sec: {to}"),
+    );
+    repo.write("deploy.yaml", &yaml)
+        .commit(&format!("restart_sec {to}"))
+}
+
+#[test]
+fn plan_shows_unified_diffs_changes_nothing_and_exits_10() {
+    let repo = GitRepo::example();
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    let quiet = sandbox.plumb(&["plan", "--repo", &repo.url()]).ok();
+    assert!(quiet.stdout.starts_with("no changes"), "{}", quiet.stdout);
+
+    restart_sec(&repo, 5, 9);
+    let before = sandbox.content();
+    let run = sandbox.plumb(&["plan", "--repo", &repo.url()]);
+    assert_eq!(run.code, 10, "{}{}", run.stdout, run.stderr);
+    for line in [
+        "--- /etc/systemd/system/microblog.service (live)",
+        "-RestartSec=5",
+        "+RestartSec=9",
+        "restart microblog.service (unit file changed)",
+    ] {
+        assert!(
+            run.stdout.contains(line),
+            "missing {line:?}:\n{}",
+            run.stdout
+        );
+    }
+    assert_eq!(sandbox.content(), before, "plan changed the host");
+}
+
+#[test]
+fn status_reports_drift_without_repairing_it() {
+    let repo = GitRepo::example();
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    let status = |s: &Sandbox| -> serde_json::Value {
+        serde_json::from_str(
+            &s.plumb(&["status", "--json", "--repo", &repo.url()])
+                .ok()
+                .stdout,
+        )
+        .unwrap()
+    };
+    let clean = status(&sandbox);
+    assert_eq!(clean["commit"], repo.git(&["rev-parse", "HEAD"]).trim());
+    assert_eq!(clean["release"], sandbox.current_release());
+    assert_eq!(clean["last_run"]["result"], "deployed");
+    assert_eq!(clean["quarantine"], serde_json::json!([]));
+    assert_eq!(clean["drift"], serde_json::json!([]));
+
+    fs::remove_file(sandbox.path("/etc/microblog/config.yaml")).unwrap();
+    let tampered = sandbox
+        .state_dir()
+        .join("current/files/etc/nginx/conf.d/microblog.conf");
+    fs::write(&tampered, "# edited by hand\n").unwrap();
+    let drifted = status(&sandbox);
+    let drift = drifted["drift"].as_array().unwrap();
+    assert!(
+        drift.contains(&serde_json::json!({"kind": "link", "path": "/etc/microblog/config.yaml"})),
+        "{drift:?}"
+    );
+    assert!(
+        drift.contains(&serde_json::json!({"kind": "modified", "path": "files/etc/nginx/conf.d/microblog.conf"})),
+        "{drift:?}"
+    );
+    assert!(
+        !sandbox.path("/etc/microblog/config.yaml").exists(),
+        "status must not repair"
+    );
+    let text = sandbox
+        .plumb(&["status", "--repo", &repo.url()])
+        .ok()
+        .stdout;
+    assert!(
+        text.contains("drift: /etc/microblog/config.yaml: link missing or changed"),
+        "{text}"
+    );
+
+    sandbox.reconcile(&repo).ok();
+    assert_eq!(status(&sandbox)["drift"], serde_json::json!([]));
+}
+
+#[test]
+fn rollback_switches_back_quarantines_what_it_left_and_releases_shows_it() {
+    let repo = GitRepo::example();
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    let v1 = sandbox.current_release();
+    let bad = restart_sec(&repo, 5, 9);
+    sandbox.reconcile(&repo).ok();
+    let v2 = sandbox.current_release();
+    sandbox.clear_calls();
+
+    let run = sandbox.plumb(&["rollback", "--repo", &repo.url()]).ok();
+    assert!(
+        run.stdout
+            .contains(&format!("rolling back from release {v2} to {v1}")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(sandbox.current_release(), v1);
+    assert!(
+        fs::read_to_string(sandbox.path("/etc/systemd/system/microblog.service"))
+            .unwrap()
+            .contains("RestartSec=5")
+    );
+    assert_eq!(
+        sandbox.calls(),
+        [
+            "systemd-analyze verify /etc/systemd/system/microblog.service",
+            "systemctl daemon-reload",
+            "systemctl restart microblog.service"
+        ]
+    );
+    assert_eq!(
+        sandbox.releases(),
+        vec![v1.clone(), v2.clone()],
+        "no release is built or deleted"
+    );
+    assert_eq!(sandbox.state()["quarantine"][0]["commit"], bad);
+
+    // The next scheduled run stays on v1.
+    sandbox.reconcile(&repo).fails_with(8, "quarantined");
+    assert_eq!(sandbox.current_release(), v1);
+
+    let listing = sandbox
+        .plumb(&["releases", "--repo", &repo.url()])
+        .ok()
+        .stdout;
+    let lines: Vec<&str> = listing.lines().collect();
+    assert!(
+        lines[0].contains(&v2) && lines[0].contains("quarantined"),
+        "{listing}"
+    );
+    assert!(lines[1].starts_with(&format!("* {v1}")), "{listing}");
+
+    // Explicitly back to v2 works too (and quarantines v1's commit).
+    sandbox
+        .plumb(&["rollback", &v2, "--repo", &repo.url()])
+        .ok();
+    assert_eq!(sandbox.current_release(), v2);
+    sandbox
+        .plumb(&["rollback", "no-such-release", "--repo", &repo.url()])
+        .fails_with(2, "release no-such-release not found");
+}
+
+#[test]
+fn validate_checks_every_host_and_lists_all_problems() {
+    let plumb = env!("CARGO_BIN_EXE_plumb");
+    let good = Command::new(plumb)
+        .arg("validate")
+        .arg(example_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        good.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(
+        stdout.contains("for 2 host(s): (no overlay), staging"),
+        "{stdout}"
+    );
+
+    let repo = GitRepo::example();
+    repo.write("hosts/broken.yaml", "vars:\n  site_name: [\n");
+    let template = fs::read_to_string(example_dir().join("../templates/site.j2")).unwrap();
+    repo.write(
+        "templates/site.j2",
+        &template.replace(
+            "    server_name {{ names }};",
+            "    server_name {{ names }};\n    bogus_directive on;",
+        ),
+    );
+    let yaml = repo
+        .read("deploy.yaml")
+        .replace("restart: on-failure", "restart: sometimes");
+    repo.write("deploy.yaml", &yaml);
+    let bad = Command::new(plumb)
+        .arg("validate")
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(9), "{stdout}");
+    assert!(
+        stdout.contains("broken: error: hosts/broken.yaml:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("unknown directive \"bogus_directive\" in /etc/nginx/conf.d/microblog.conf:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("restart specifier, ignoring: sometimes"),
+        "{stdout}"
+    );
+}

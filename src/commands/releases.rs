@@ -35,10 +35,9 @@ pub fn run(settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
             .iter()
             .rev()
             .find(|e| e.release.as_deref() == Some(id.as_str()))
+            && event.result != "deployed"
         {
-            if event.result != "deployed" {
-                marks.push(event.result.clone());
-            }
+            marks.push(event.result.clone());
         }
         if let Some(q) = state.quarantined(&info.commit) {
             marks.push(format!(

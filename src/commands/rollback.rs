@@ -96,7 +96,6 @@ fn previous(
         let mut ids = host.list_dir(&layout.releases()).ok()?;
         ids.sort();
         ids.into_iter()
-            .filter(|id| !id.starts_with('.') && id.as_str() < current)
-            .next_back()
+            .rfind(|id| !id.starts_with('.') && id.as_str() < current)
     })
 }

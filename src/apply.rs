@@ -275,7 +275,8 @@ impl Steps<'_> {
                             "the release is gone and cannot be rebuilt from a journal",
                         ),
                     })?;
-                    release::build(host, layout, id, desired)?;
+                    let previous = release::current_id(host, layout).and_then(|c| release::ReleaseInfo::load(host, layout, &c));
+                    release::build(host, layout, id, desired, previous.as_ref())?;
                 }
                 Ok(())
             }
@@ -297,6 +298,36 @@ impl Steps<'_> {
                 paths.iter().map(|p| host.real(p)).collect(),
             )),
             Action::Commit => Ok(()),
+            Action::CreateUser(user) => {
+                if host.user_exists(user) {
+                    return Ok(());
+                }
+                self.call(HostCall::CreateUser(user.clone()))
+            }
+            Action::Snapshot { app, release } => {
+                let shared = layout.shared(app);
+                if !host.exists(&shared) {
+                    return Ok(()); // nothing to back up yet
+                }
+                let dir = layout.backups(app);
+                host.create_dir_all(&dir).map_err(ApplyError::io("create", &dir))?;
+                let to = dir.join(format!("{release}.tar.gz"));
+                self.call(HostCall::Snapshot {
+                    from: host.real(&shared),
+                    to: host.real(&to),
+                })?;
+                prune_backups(host, &dir)
+            }
+            Action::Hook { hook, release } => {
+                let app_dir = layout.release(release).join("app").join(&hook.app);
+                let dir = if host.exists(&app_dir) { app_dir } else { layout.release(release) };
+                self.call(HostCall::Hook {
+                    dir: host.real(&dir),
+                    user: hook.user.clone(),
+                    command: hook.command.clone(),
+                    timeout_secs: hook.timeout_secs,
+                })
+            }
             Action::Discard(id) => {
                 let path = layout.release(id);
                 if release::current_id(host, layout).as_deref() == Some(id) || !host.exists(&path) {
@@ -316,6 +347,20 @@ impl Steps<'_> {
             Action::Check(check) => self.call(HostCall::Health(check.clone())),
         }
     }
+}
+
+/// Snapshots of shared data kept per app.
+const KEEP_SNAPSHOTS: usize = 3;
+
+fn prune_backups(host: &dyn Host, dir: &Path) -> Result<(), ApplyError> {
+    let mut names = host.list_dir(dir).map_err(ApplyError::io("list", dir))?;
+    names.sort();
+    let excess = names.len().saturating_sub(KEEP_SNAPSHOTS);
+    for name in names.into_iter().take(excess) {
+        let path = dir.join(name);
+        remove_if_present(host, &path)?;
+    }
+    Ok(())
 }
 
 fn now() -> String {

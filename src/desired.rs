@@ -30,6 +30,36 @@ pub struct Desired {
     pub reloadable: BTreeSet<String>,
     /// Checks that must pass after a switch.
     pub health: Vec<HealthCheck>,
+    /// How each app with a source is built, by app name.
+    pub builds: BTreeMap<String, AppBuild>,
+    /// Commands run before and after the switch.
+    pub hooks: Vec<Hook>,
+    /// System users to create if missing.
+    pub users: BTreeSet<String>,
+}
+
+/// How an app's release directory is completed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppBuild {
+    pub user: Option<String>,
+    pub steps: Vec<String>,
+    pub timeout_secs: u64,
+    /// Paths in the app directory linked to its shared directory.
+    pub shared: Vec<String>,
+    /// Hash of the source, steps, user and shared paths: an equal key in the
+    /// previous release means its build can be reused.
+    pub key: String,
+}
+
+/// A command run around the switch, as the app's user, in its release dir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hook {
+    pub app: String,
+    /// Before the switch (after a backup of the shared data) or after it.
+    pub pre_switch: bool,
+    pub command: String,
+    pub user: Option<String>,
+    pub timeout_secs: u64,
 }
 
 /// One health check of an app, run after the switch until it passes or its

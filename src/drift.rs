@@ -79,6 +79,7 @@ pub fn tampered(host: &dyn Host, layout: &Layout, info: &ReleaseInfo) -> BTreeSe
     let dir = layout.release(&info.id);
     info.manifest
         .iter()
+        .chain(&info.outputs)
         .filter(|(path, entry)| match host.read(&dir.join(path)) {
             Ok(bytes) => hex::encode(Sha256::digest(&bytes)) != entry.sha256,
             Err(_) => true,

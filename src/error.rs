@@ -178,6 +178,11 @@ pub enum ApplyError {
     },
     #[error("{0}")]
     Command(#[from] crate::host::CommandError),
+    #[error("build of app {app} failed: {source}")]
+    Build {
+        app: String,
+        source: crate::host::CommandError,
+    },
 }
 
 impl ApplyError {

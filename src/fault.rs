@@ -6,6 +6,7 @@
 use std::cell::Cell;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::host::{CommandError, Host, HostCall};
 
@@ -96,5 +97,20 @@ impl<H: Host> Host for KillAt<H> {
     fn run(&self, call: &HostCall) -> Result<(), CommandError> {
         self.step();
         self.inner.run(call)
+    }
+    fn build(&self, dir: &Path, user: Option<&str>, steps: &[String], timeout: Duration) -> Result<(), CommandError> {
+        self.step();
+        self.inner.build(dir, user, steps, timeout)
+    }
+    fn copy_tree(&self, from: &Path, to: &Path, hard_link: bool) -> io::Result<()> {
+        self.step();
+        self.inner.copy_tree(from, to, hard_link)
+    }
+    fn chown_to(&self, path: &Path, user: Option<&str>) -> Result<(), CommandError> {
+        self.step();
+        self.inner.chown_to(path, user)
+    }
+    fn user_exists(&self, name: &str) -> bool {
+        self.inner.user_exists(name)
     }
 }

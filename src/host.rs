@@ -15,7 +15,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::desired::HealthCheck;
-use crate::{health, paths};
+use crate::{build, health, paths};
 use std::fmt;
 
 /// A command plumb asks the host to run.
@@ -31,12 +31,27 @@ pub enum HostCall {
     VerifyUnits(Vec<PathBuf>),
     /// Wait for a health check to pass.
     Health(HealthCheck),
+    /// A hook: a shell command run in `dir` as `user`.
+    Hook {
+        dir: PathBuf,
+        user: Option<String>,
+        command: String,
+        timeout_secs: u64,
+    },
+    /// Create a system user (and its group).
+    CreateUser(String),
+    /// Archive the directory `from` into the tar.gz `to` (a backup of an
+    /// app's shared data before its pre-switch hooks).
+    Snapshot { from: PathBuf, to: PathBuf },
 }
 
 impl fmt::Display for HostCall {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             HostCall::Health(check) => write!(f, "health {}: {}", check.app, check.probe),
+            HostCall::Hook { dir, command, .. } => write!(f, "hook in {}: {command}", dir.display()),
+            HostCall::CreateUser(user) => write!(f, "useradd --system {user}"),
+            HostCall::Snapshot { from, to } => write!(f, "tar -C {} -czf {} .", from.display(), to.display()),
             other => write!(f, "{}", Commands::default().argv(other).join(" ")),
         }
     }
@@ -81,7 +96,18 @@ impl Commands {
                 let paths = paths.iter().map(|p| p.display().to_string());
                 self.systemd_verify.iter().cloned().chain(paths).collect()
             }
-            HostCall::Health(_) => Vec::new(),
+            HostCall::CreateUser(user) => ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", user]
+                .map(String::from)
+                .to_vec(),
+            HostCall::Snapshot { from, to } => vec![
+                "tar".into(),
+                "-C".into(),
+                from.display().to_string(),
+                "-czf".into(),
+                to.display().to_string(),
+                ".".into(),
+            ],
+            HostCall::Health(_) | HostCall::Hook { .. } => Vec::new(),
         }
     }
 }
@@ -115,6 +141,8 @@ pub enum CommandError {
     },
     #[error("`{command}` did not finish within {seconds}s and was killed")]
     Timeout { command: String, seconds: u64 },
+    #[error("user {user} {problem}")]
+    User { user: String, problem: String },
     #[error("cannot record `{command}` in {log}: {source}")]
     Record {
         command: String,
@@ -167,6 +195,17 @@ pub trait Host {
 
     /// Run (or, on a sandbox, record) a service-manager or web-server command.
     fn run(&self, call: &HostCall) -> Result<(), CommandError>;
+
+    /// Complete an app's release directory: give it to the app's user, run
+    /// the build steps there as that user, then give it back to root. Runs
+    /// on a sandbox too (it only writes the release being built).
+    fn build(&self, dir: &Path, user: Option<&str>, steps: &[String], timeout: Duration) -> Result<(), CommandError>;
+    /// Copy a tree to a new path; files hard-linked when `hard_link`.
+    fn copy_tree(&self, from: &Path, to: &Path, hard_link: bool) -> io::Result<()>;
+    /// Give a path and everything below it to an app's user.
+    fn chown_to(&self, path: &Path, user: Option<&str>) -> Result<(), CommandError>;
+    /// Whether a system user exists.
+    fn user_exists(&self, name: &str) -> bool;
 
     /// Which of `units` are not active (`systemctl is-active`). A query, not
     /// a change: a sandbox neither records it nor runs it, and reports none.
@@ -255,6 +294,39 @@ impl Host for RealHost {
             .collect()
     }
 
+    fn build(&self, dir: &Path, user: Option<&str>, steps: &[String], timeout: Duration) -> Result<(), CommandError> {
+        let dir = self.real(dir);
+        let account = build::account(user, self.sandbox_user())?;
+        let give = |to| {
+            build::chown_tree(&dir, to).map_err(|source| CommandError::Spawn {
+                command: format!("chown -R {}", dir.display()),
+                source,
+            })
+        };
+        give(account)?;
+        for step in steps {
+            build::run_as(account, &dir, step, timeout)?;
+        }
+        give(build::Account { uid: 0, gid: 0 })
+    }
+
+    fn copy_tree(&self, from: &Path, to: &Path, hard_link: bool) -> io::Result<()> {
+        build::copy_tree(&self.real(from), &self.real(to), hard_link)
+    }
+
+    fn chown_to(&self, path: &Path, user: Option<&str>) -> Result<(), CommandError> {
+        let path = self.real(path);
+        let account = build::account(user, self.sandbox_user())?;
+        build::chown_tree(&path, account).map_err(|source| CommandError::Spawn {
+            command: format!("chown -R {}", path.display()),
+            source,
+        })
+    }
+
+    fn user_exists(&self, name: &str) -> bool {
+        nix::unistd::User::from_name(name).ok().flatten().is_some()
+    }
+
     fn inactive(&self, units: &[String]) -> Vec<String> {
         if matches!(self.mode, CallMode::Record(_)) || units.is_empty() {
             return Vec::new();
@@ -299,6 +371,15 @@ impl Host for RealHost {
             }
             CallMode::Execute => match call {
                 HostCall::Health(check) => health::wait(check),
+                HostCall::Hook {
+                    dir,
+                    user,
+                    command,
+                    timeout_secs,
+                } => {
+                    let account = build::account(user.as_deref(), None)?;
+                    build::run_as(account, dir, command, Duration::from_secs(*timeout_secs))
+                }
                 _ => execute(&self.commands.argv(call)),
             },
         }
@@ -308,6 +389,14 @@ impl Host for RealHost {
 /// How long any one host command may run before it is killed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
 
+impl RealHost {
+    /// On a sandbox, builds of an app whose user does not exist here run as
+    /// `nobody`: the sandbox does not create users.
+    fn sandbox_user(&self) -> Option<&'static str> {
+        matches!(self.mode, CallMode::Record(_)).then_some("nobody")
+    }
+}
+
 /// Run `argv`, turning every way it can fail into one `CommandError`.
 pub fn execute(argv: &[String]) -> Result<(), CommandError> {
     execute_with_timeout(argv, COMMAND_TIMEOUT)
@@ -315,15 +404,22 @@ pub fn execute(argv: &[String]) -> Result<(), CommandError> {
 
 /// `execute` with a deadline: a command still running then is killed.
 pub fn execute_with_timeout(argv: &[String], timeout: Duration) -> Result<(), CommandError> {
+    let (program, args) = argv.split_first().expect("commands are never empty");
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    run_command(cmd, &argv.join(" "), timeout)
+}
+
+/// Run a prepared command with a deadline, turning every way it can fail
+/// into one `CommandError` (with the tail of its output).
+pub fn run_command(mut cmd: Command, label: &str, timeout: Duration) -> Result<(), CommandError> {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;
     use std::process::Stdio;
     use wait_timeout::ChildExt;
 
-    let command = argv.join(" ");
-    let (program, args) = argv.split_first().expect("commands are never empty");
-    let mut child = Command::new(program)
-        .args(args)
+    let command = label.to_string();
+    let mut child = cmd
         // Set only so libgit2 skips the CA bundle; children must not inherit it.
         .env_remove("SSL_CERT_FILE")
         .stdin(Stdio::null())

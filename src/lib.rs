@@ -1,6 +1,9 @@
 //! plumb: a pull-based GitOps agent for Linux hosts.
 
+pub mod action; // the steps of a plan, each printable as one line
 pub mod apply; // executes a Plan through the Host, one step at a time
+pub mod appdir; // app dirs of a new release: shared links, build reuse, builds
+pub mod build; // app builds and hooks as the app user, with timeouts; tree copies
 pub mod cli; // clap types; commands never see them
 pub mod commands; // one file per subcommand
 pub mod desired; // the desired state: files, units, sites (pure data)
@@ -20,6 +23,7 @@ pub mod repo; // deploy.yaml and host overlays -> typed input
 pub mod schedule; // crontab(5) lines -> systemd OnCalendar=
 pub mod settings; // host config + flags resolved in one place
 pub mod source; // git2: fetch, resolve, read trees (the only git2 import)
+pub mod spec; // typed app sections of deploy.yaml: service, site, backup, health, hooks
 pub mod state; // state.json: deployed commit, owned paths, history
 pub mod templates; // built-in templates compiled into the binary
 pub mod tree; // a deploy repo's files at one commit, in memory

@@ -4,12 +4,12 @@
 //! staging) and `rollback` (after it: restore the previous release).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::desired::{self, Desired, HealthCheck};
+pub use crate::action::Action;
+use crate::desired::{self, Desired};
 use crate::error::InvalidError;
 use crate::release::{self, FileEntry, ReleaseInfo};
 
@@ -41,6 +41,8 @@ pub struct Observed {
     /// Whether the release being deployed already exists (a rollback to it):
     /// then it is neither built nor discarded.
     pub release_exists: bool,
+    /// Users the repo asks to create that do not exist yet.
+    pub missing_users: BTreeSet<String>,
 }
 
 /// How a managed file changes.
@@ -49,83 +51,6 @@ pub enum Change {
     Created,
     Changed,
     Removed,
-}
-
-/// One step, in execution order. Every step is idempotent, so an
-/// interrupted plan can be run again from its first step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Write `releases/<id>/` from the desired state.
-    BuildRelease(String),
-    /// Point an owned link straight at a release, so a unit file being
-    /// removed stays readable until its unit is stopped.
-    Pin {
-        path: PathBuf,
-        release: String,
-    },
-    /// Point `current` at a release (none: remove `current`).
-    Switch(Option<String>),
-    /// Create (or repair) the owned link at a path, through `current`.
-    Link(PathBuf),
-    /// Remove an owned link.
-    Unlink(PathBuf),
-    /// `nginx -t` on the full configuration as switched.
-    ValidateNginx,
-    /// `systemd-analyze verify` on these unit files.
-    VerifyUnits(Vec<PathBuf>),
-    /// Validation passed: from here on a failure rolls back.
-    Commit,
-    /// Delete a release that never became live.
-    Discard(String),
-    DisableNow(String),
-    DaemonReload,
-    Restart {
-        unit: String,
-        reason: String,
-    },
-    Reload {
-        unit: String,
-        reason: String,
-    },
-    EnableNow(String),
-    Start {
-        unit: String,
-        reason: String,
-    },
-    ReloadNginx,
-    Check(HealthCheck),
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self {
-            Action::BuildRelease(id) => write!(f, "build release {id}"),
-            Action::Pin { path, release } => {
-                write!(f, "pin {} to release {release}", path.display())
-            }
-            Action::Switch(Some(id)) => write!(f, "switch current to {id}"),
-            Action::Switch(None) => write!(f, "remove current"),
-            Action::Link(path) => write!(f, "link {}", path.display()),
-            Action::Unlink(path) => write!(f, "remove {}", path.display()),
-            Action::ValidateNginx => write!(f, "check nginx configuration (nginx -t)"),
-            Action::VerifyUnits(paths) => write!(
-                f,
-                "verify {} unit file(s) (systemd-analyze verify)",
-                paths.len()
-            ),
-            Action::Commit => write!(f, "validation passed"),
-            Action::Discard(id) => write!(f, "delete release {id}"),
-            Action::DisableNow(unit) => write!(f, "stop and disable {unit}"),
-            Action::DaemonReload => write!(f, "systemctl daemon-reload"),
-            Action::Restart { unit, reason } => write!(f, "restart {unit} ({reason})"),
-            Action::Reload { unit, reason } => write!(f, "reload {unit} ({reason})"),
-            Action::EnableNow(unit) => write!(f, "enable and start {unit}"),
-            Action::Start { unit, reason } => write!(f, "start {unit} ({reason})"),
-            Action::ReloadNginx => write!(f, "reload nginx (config changed)"),
-            Action::Check(check) => write!(f, "health check {}: {}", check.app, check.probe),
-        }
-    }
 }
 
 /// What a reconcile will do, and how to undo it.
@@ -228,8 +153,15 @@ pub fn plan(
     }
 
     let previous = observed.current.as_ref().map(|r| r.id.clone());
+    let keys: BTreeMap<String, String> = desired
+        .builds
+        .iter()
+        .map(|(app, b)| (app.clone(), b.key.clone()))
+        .collect();
+    let old_keys = observed.current.as_ref().map(|r| r.builds.clone()).unwrap_or_default();
     let rebuild = observed.current.as_ref().map(|r| (&r.commit, &r.manifest))
         != Some((&desired.commit, &after))
+        || old_keys != keys
         || !observed.tampered.is_empty();
     let release = if rebuild {
         Some(new_release.to_string())
@@ -245,6 +177,20 @@ pub fn plan(
             .filter(|k| k.starts_with(prefix))
             .any(|k| before.get(k) != after.get(k))
             || observed.tampered.iter().any(|k| k.starts_with(prefix))
+            || prefix
+                .strip_prefix("app/")
+                .map(|app| app.trim_end_matches('/'))
+                .is_some_and(|app| old_keys.get(app) != keys.get(app))
+    };
+    // Hooks run for apps whose release changed (or that are new).
+    let hooks_for = |pre: bool| -> Vec<Action> {
+        let Some(release) = release.clone().filter(|_| rebuild) else { return Vec::new() };
+        desired
+            .hooks
+            .iter()
+            .filter(|h| h.pre_switch == pre && app_changed(&format!("app/{}/", h.app)))
+            .map(|hook| Action::Hook { hook: hook.clone(), release: release.clone() })
+            .collect()
     };
     let old_units: Vec<String> = observed
         .current
@@ -257,8 +203,19 @@ pub fn plan(
     let mut actions = Vec::new();
     let mut abort = Vec::new();
     let mut rollback = Vec::new();
+    actions.extend(observed.missing_users.iter().cloned().map(Action::CreateUser));
     if rebuild && !observed.release_exists {
         actions.push(Action::BuildRelease(new_release.to_string()));
+    }
+    let pre_hooks = hooks_for(true);
+    let mut snapshotted = BTreeSet::new();
+    for hook in &pre_hooks {
+        if let Action::Hook { hook, release } = hook
+            && snapshotted.insert(hook.app.clone())
+        {
+            actions.push(Action::Snapshot { app: hook.app.clone(), release: release.clone() });
+        }
+        actions.push(hook.clone());
     }
     if let Some(prev) = &previous {
         for path in &removed_units {
@@ -369,6 +326,7 @@ pub fn plan(
     if nginx_changed {
         actions.push(Action::ReloadNginx);
     }
+    actions.extend(hooks_for(false));
     let touched = actions
         .iter()
         .any(|a| !matches!(a, Action::Commit | Action::Link(_)));

@@ -33,6 +33,14 @@ impl Layout {
     pub fn mirror(&self) -> PathBuf {
         self.state_dir.join("repo.git")
     }
+    /// Data of `app` that outlives releases.
+    pub fn shared(&self, app: &str) -> PathBuf {
+        self.state_dir.join("shared").join(app)
+    }
+    /// Archives of an app's shared data taken before its pre-switch hooks.
+    pub fn backups(&self, app: &str) -> PathBuf {
+        self.state_dir.join("backups").join(app)
+    }
     pub fn journal(&self) -> PathBuf {
         self.state_dir.join("journal.json")
     }
@@ -66,6 +74,12 @@ pub struct ReleaseInfo {
     pub health: Vec<HealthCheck>,
     #[serde(default)]
     pub fingerprint: String,
+    /// Build key of each app (see `desired::AppBuild::key`).
+    #[serde(default)]
+    pub builds: BTreeMap<String, String>,
+    /// Files the builds produced, with their hashes (mode `built`).
+    #[serde(default)]
+    pub outputs: BTreeMap<String, FileEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +207,7 @@ pub fn build(
     layout: &Layout,
     id: &str,
     desired: &Desired,
+    previous: Option<&ReleaseInfo>,
 ) -> Result<ReleaseInfo, ApplyError> {
     let releases = layout.releases();
     let tmp = releases.join(format!(".tmp-{id}"));
@@ -213,6 +228,7 @@ pub fn build(
         host.write_file(&full, bytes, mode)
             .map_err(ApplyError::io("write", &full))?;
     }
+    let completed = crate::appdir::complete(host, layout, &tmp, desired, previous)?;
     let info = ReleaseInfo {
         id: id.to_string(),
         commit: desired.commit.clone(),
@@ -223,6 +239,8 @@ pub fn build(
         reloadable: desired.reloadable.clone(),
         health: desired.health.clone(),
         fingerprint: desired.fingerprint.clone(),
+        builds: completed.builds,
+        outputs: completed.outputs,
     };
     let json = tmp.join("release.json");
     let bytes = serde_json::to_vec_pretty(&info).expect("release info serialises");

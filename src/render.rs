@@ -9,7 +9,7 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Serde;
 use minijinja::{Environment, UndefinedBehavior, Value, context};
 
-use crate::desired::{Desired, DesiredFile, HealthCheck, Probe, SourceFile};
+use crate::desired::{AppBuild, Desired, DesiredFile, HealthCheck, Hook, Probe, SourceFile};
 use crate::error::InvalidError;
 use crate::paths::AllowedRoots;
 use crate::repo::{App, DeployInput, FileSpec, Health};
@@ -183,11 +183,43 @@ fn render_app(
         let path = out.add(&origin, &file.path, content, file.mode.0)?;
         triggers.push(format!("files{}", path.display()));
     }
+    let timeout_secs = app.timeout.unwrap_or(300);
     if let Some(source) = &app.source {
-        out.desired
-            .apps
-            .insert(name.to_string(), app_source(tree, name, source)?);
+        let files = app_source(tree, name, source)?;
+        let build = AppBuild {
+            user: app.user.clone(),
+            steps: app.build.clone().unwrap_or_default(),
+            timeout_secs,
+            shared: shared_paths(&origin, app)?,
+            key: build_key(&files, app),
+        };
+        out.desired.apps.insert(name.to_string(), files);
+        out.desired.builds.insert(name.to_string(), build);
         triggers.push(format!("app/{name}/"));
+    } else if app.build.is_some() || app.shared.is_some() {
+        return Err(InvalidError::Repo {
+            file: origin,
+            message: "`build` and `shared` need a `source` directory".into(),
+        });
+    }
+    let hooks = app.hooks.clone().unwrap_or_default();
+    for (pre_switch, commands) in [(true, hooks.pre_switch), (false, hooks.post_switch)] {
+        for command in commands {
+            out.desired.hooks.push(Hook {
+                app: name.to_string(),
+                pre_switch,
+                command,
+                user: app.user.clone(),
+                timeout_secs,
+            });
+        }
+    }
+    if app.create_user == Some(true) {
+        let user = app.user.clone().ok_or_else(|| InvalidError::Repo {
+            file: origin.clone(),
+            message: "`create_user: true` needs `user:`".into(),
+        })?;
+        out.desired.users.insert(user);
     }
     if let Some(service) = &app.service {
         let unit = format!("{name}.service");
@@ -200,6 +232,38 @@ fn render_app(
         out.desired.health.push(health_check(&origin, name, check)?);
     }
     Ok(())
+}
+
+/// Shared paths are plain relative paths inside the app directory.
+fn shared_paths(origin: &str, app: &App) -> Result<Vec<String>, InvalidError> {
+    let mut out = Vec::new();
+    for path in app.shared.iter().flatten() {
+        let plain = !path.is_empty()
+            && !path.starts_with('/')
+            && Path::new(path).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain {
+            return Err(InvalidError::Repo {
+                file: origin.to_string(),
+                message: format!("shared path {path:?} must be relative, inside the app directory, without `..`"),
+            });
+        }
+        out.push(path.trim_end_matches('/').to_string());
+    }
+    Ok(out)
+}
+
+/// What a build depends on, hashed.
+fn build_key(files: &[SourceFile], app: &App) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for file in files {
+        hash.update(file.path.to_string_lossy().as_bytes());
+        hash.update([0, file.executable as u8]);
+        hash.update(Sha256::digest(&file.bytes));
+    }
+    let extra = format!("{:?} {:?} {:?}", app.build, app.user, app.shared);
+    hash.update(extra.as_bytes());
+    hex::encode(&hash.finalize()[..16])
 }
 
 fn health_check(origin: &str, app: &str, check: &Health) -> Result<HealthCheck, InvalidError> {

@@ -62,6 +62,7 @@ pub fn observe(host: &dyn Host, layout: &Layout, state: &State, desired: &Desire
         tampered,
         inactive: inactive.into_iter().collect(),
         release_exists: false,
+        missing_users: desired.users.iter().filter(|u| !host.user_exists(u)).cloned().collect(),
     }
 }
 
@@ -142,7 +143,7 @@ pub fn print_plan(plan: &Plan) {
         println!("  {mark} {}", path.display());
     }
     for action in &plan.actions {
-        use crate::plan::Action::*;
+        use crate::action::Action::*;
         match action {
             Link(path) if !plan.changes.iter().any(|(p, _)| p == path) => {
                 println!("  relink {} (missing or changed by hand)", path.display());

@@ -149,8 +149,12 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Self {
+        let root = TempDir::new().unwrap();
+        // App builds run as an unprivileged user, who must reach the release.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
         Sandbox {
-            root: TempDir::new().unwrap(),
+            root,
             hostname: "blog1".into(),
             config: None,
         }

@@ -1,0 +1,229 @@
+//! The typed sections of an app in `deploy.yaml`: service, site, backup,
+//! health checks, hooks and extra files, with their defaults.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A systemd service unit for the app.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub command: String,
+    pub description: Option<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub working_directory: Option<String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default = "defaults::restart")]
+    pub restart: String,
+    #[serde(default = "defaults::restart_sec")]
+    pub restart_sec: u32,
+    /// Paths the service may write despite `ProtectSystem=strict`.
+    #[serde(default)]
+    pub writable_paths: Vec<String>,
+    /// Sandboxing directives (NoNewPrivileges, ProtectSystem=strict, …).
+    #[serde(default = "defaults::yes")]
+    pub hardening: bool,
+    #[serde(default = "defaults::after")]
+    pub after: Vec<String>,
+    /// `ExecReload=`: when only the app's config files changed, plumb reloads
+    /// the service with this instead of restarting it.
+    pub reload: Option<String>,
+}
+
+/// An nginx server for the app.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub server_name: Vec<String>,
+    pub tls: Option<Tls>,
+    /// With TLS: answer plain HTTP with a redirect to HTTPS.
+    #[serde(default = "defaults::yes")]
+    pub redirect_http: bool,
+    #[serde(default)]
+    pub listen: Listen,
+    /// Directory served as static files (`try_files`).
+    pub root: Option<String>,
+    #[serde(default)]
+    pub proxy: Vec<Proxy>,
+    /// Location prefixes of fingerprinted assets, cached for a year as immutable.
+    #[serde(default)]
+    pub immutable: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub certificate: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Address to bind, e.g. `127.0.0.1`; empty means all addresses.
+    #[serde(default)]
+    pub address: String,
+    #[serde(default = "defaults::http")]
+    pub http: u16,
+    #[serde(default = "defaults::https")]
+    pub https: u16,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            address: String::new(),
+            http: defaults::http(),
+            https: defaults::https(),
+        }
+    }
+}
+
+/// A location passed to a local backend.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proxy {
+    pub location: String,
+    pub port: u16,
+    #[serde(default = "defaults::localhost")]
+    pub host: String,
+}
+
+/// Nightly (or any crontab schedule) backups of the app's data.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    /// A crontab(5) schedule, e.g. `0 3 * * *`.
+    pub schedule: String,
+    /// SQLite databases, copied online with sqlite3's backup API.
+    #[serde(default)]
+    pub sqlite: Vec<String>,
+    /// Files and directories archived with tar.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default = "defaults::keep")]
+    pub keep: u32,
+    pub destination: String,
+}
+
+/// A file rendered from a template (or copied from the repo) to a host path.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    pub path: String,
+    /// A template name, looked up in `templates/` then the built-ins.
+    pub template: Option<String>,
+    /// A file of the deploy repo copied as it is.
+    pub source: Option<String>,
+    /// Octal permission bits, e.g. `0644` (the default) or `0600`.
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// Permission bits, written in YAML as an octal string such as `0640`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Mode(pub u32);
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode(0o644)
+    }
+}
+
+impl From<Mode> for String {
+    fn from(mode: Mode) -> String {
+        format!("{:04o}", mode.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let digits = text.strip_prefix("0o").unwrap_or(&text);
+        match u32::from_str_radix(digits, 8) {
+            Ok(bits) if bits & 0o7022 != 0 && bits <= 0o7777 => {
+                Err(serde::de::Error::custom(format!(
+                    "mode {text:?} is refused: no setuid/setgid/sticky bits and no group or world write (use e.g. 0644, 0640, 0755)"
+                )))
+            }
+            Ok(bits) if bits <= 0o7777 && (3..=4).contains(&digits.len()) => Ok(Mode(bits)),
+            _ => Err(serde::de::Error::custom(format!(
+                "mode {text:?} is not an octal permission such as 0644"
+            ))),
+        }
+    }
+}
+
+mod defaults {
+    pub fn restart() -> String {
+        "on-failure".into()
+    }
+    pub fn restart_sec() -> u32 {
+        5
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn after() -> Vec<String> {
+        vec!["network.target".into()]
+    }
+    pub fn http() -> u16 {
+        80
+    }
+    pub fn https() -> u16 {
+        443
+    }
+    pub fn localhost() -> String {
+        "127.0.0.1".into()
+    }
+    pub fn keep() -> u32 {
+        7
+    }
+    pub fn status() -> u16 {
+        200
+    }
+    pub fn health_timeout() -> u64 {
+        30
+    }
+    pub fn health_interval() -> u64 {
+        500
+    }
+}
+
+/// One health check: exactly one of `http`, `tcp` or `command`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// URL to GET, e.g. `http://127.0.0.1:8000/health`.
+    pub http: Option<String>,
+    /// Expected HTTP status.
+    #[serde(default = "defaults::status")]
+    pub status: u16,
+    /// `host:port` to connect to.
+    pub tcp: Option<String>,
+    /// argv to run; exit status 0 passes.
+    pub command: Option<Vec<String>>,
+    /// Seconds the check may keep failing before the deploy is rolled back.
+    #[serde(default = "defaults::health_timeout")]
+    pub timeout: u64,
+    /// Milliseconds between attempts.
+    #[serde(default = "defaults::health_interval")]
+    pub interval_ms: u64,
+}
+
+/// Commands run around the switch.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// After a backup of the shared data, before the switch (e.g. database
+    /// migrations). A failure means no switch.
+    #[serde(default)]
+    pub pre_switch: Vec<String>,
+    /// After the switch and restarts, before health checks. A failure rolls back.
+    #[serde(default)]
+    pub post_switch: Vec<String>,
+}

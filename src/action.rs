@@ -17,9 +17,15 @@ pub enum Action {
     /// Write `releases/<id>/` from the desired state.
     BuildRelease(String),
     /// Archive an app's shared data before its pre-switch hooks.
-    Snapshot { app: String, release: String },
+    Snapshot {
+        app: String,
+        release: String,
+    },
     /// Run a hook in the app's directory of a release.
-    Hook { hook: Hook, release: String },
+    Hook {
+        hook: Hook,
+        release: String,
+    },
     /// Point an owned link straight at a release, so a unit file being
     /// removed stays readable until its unit is stopped.
     Pin {
@@ -66,7 +72,11 @@ impl fmt::Display for Action {
             Action::BuildRelease(id) => write!(f, "build release {id}"),
             Action::Snapshot { app, .. } => write!(f, "back up the shared data of {app}"),
             Action::Hook { hook, .. } => {
-                let when = if hook.pre_switch { "pre-switch" } else { "post-switch" };
+                let when = if hook.pre_switch {
+                    "pre-switch"
+                } else {
+                    "post-switch"
+                };
                 write!(f, "{when} hook of {}: {}", hook.app, hook.command)
             }
             Action::Pin { path, release } => {
@@ -95,4 +105,3 @@ impl fmt::Display for Action {
         }
     }
 }
-

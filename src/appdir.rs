@@ -36,9 +36,11 @@ pub fn complete(
         match previous.filter(|p| p.builds.get(app) == Some(&build.key)) {
             Some(prev) => {
                 // Same source, steps and user: the previous build, hard-linked.
-                host.remove_dir_all(&dir).map_err(ApplyError::io("remove", &dir))?;
+                host.remove_dir_all(&dir)
+                    .map_err(ApplyError::io("remove", &dir))?;
                 let from = layout.release(&prev.id).join("app").join(app);
-                host.copy_tree(&from, &dir, true).map_err(ApplyError::io("copy", &from))?;
+                host.copy_tree(&from, &dir, true)
+                    .map_err(ApplyError::io("copy", &from))?;
             }
             None => {
                 link_shared(host, layout, app, build, &dir)?;
@@ -63,28 +65,44 @@ pub fn complete(
 
 /// Replace each shared path of the app by a link into its shared directory,
 /// seeding the shared copy from the release the first time.
-fn link_shared(host: &dyn Host, layout: &Layout, app: &str, build: &AppBuild, dir: &Path) -> Result<(), ApplyError> {
+fn link_shared(
+    host: &dyn Host,
+    layout: &Layout,
+    app: &str,
+    build: &AppBuild,
+    dir: &Path,
+) -> Result<(), ApplyError> {
     if build.shared.is_empty() {
         return Ok(());
     }
     let root = layout.shared(app);
     if !host.exists(&root) {
-        host.create_dir_all(&root).map_err(ApplyError::io("create", &root))?;
-        host.chown_to(&root, build.user.as_deref()).map_err(ApplyError::from)?;
+        host.create_dir_all(&root)
+            .map_err(ApplyError::io("create", &root))?;
+        host.chown_to(&root, build.user.as_deref())
+            .map_err(ApplyError::from)?;
     }
     for path in &build.shared {
         let (inside, shared) = (dir.join(path), root.join(path));
         if host.exists(&inside) && !host.exists(&shared) {
-            host.copy_tree(&inside, &shared, false).map_err(ApplyError::io("seed", &shared))?;
-            host.chown_to(&shared, build.user.as_deref()).map_err(ApplyError::from)?;
+            host.copy_tree(&inside, &shared, false)
+                .map_err(ApplyError::io("seed", &shared))?;
+            host.chown_to(&shared, build.user.as_deref())
+                .map_err(ApplyError::from)?;
         }
         if host.exists(&inside) {
-            let removed = host.remove_dir_all(&inside).or_else(|_| host.remove_file(&inside));
+            let removed = host
+                .remove_dir_all(&inside)
+                .or_else(|_| host.remove_file(&inside));
             removed.map_err(ApplyError::io("remove", &inside))?;
         }
-        let parent = inside.parent().expect("shared paths are inside the app dir");
-        host.create_dir_all(parent).map_err(ApplyError::io("create", parent))?;
-        host.symlink(&host.real(&shared), &inside).map_err(ApplyError::io("symlink", &inside))?;
+        let parent = inside
+            .parent()
+            .expect("shared paths are inside the app dir");
+        host.create_dir_all(parent)
+            .map_err(ApplyError::io("create", parent))?;
+        host.symlink(&host.real(&shared), &inside)
+            .map_err(ApplyError::io("symlink", &inside))?;
     }
     Ok(())
 }
@@ -92,7 +110,9 @@ fn link_shared(host: &dyn Host, layout: &Layout, app: &str, build: &AppBuild, di
 /// Files below `dir` (not following links), with their hashes, keyed by
 /// `rel`-prefixed paths.
 fn walk(host: &dyn Host, dir: &Path, rel: &Path, out: &mut BTreeMap<String, FileEntry>) {
-    let Ok(names) = host.list_dir(dir) else { return };
+    let Ok(names) = host.list_dir(dir) else {
+        return;
+    };
     for name in names {
         let (path, rel): (PathBuf, PathBuf) = (dir.join(&name), rel.join(&name));
         if host.read_link(&path).is_ok() {

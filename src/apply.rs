@@ -215,10 +215,15 @@ pub fn resume(
     let plan = &journal.plan;
     match journal.phase {
         Phase::Forward => {
-            if let Some(Action::BuildRelease(id)) = plan.actions.first()
+            let build = plan.actions.iter().find_map(|a| match a {
+                Action::BuildRelease(id) => Some(id),
+                _ => None,
+            });
+            if let Some(id) = build
                 && release::ReleaseInfo::load(host, layout, id).is_none()
             {
-                // Killed while building: nothing on the host had changed yet.
+                // Killed before the release was complete: only idempotent
+                // preparations (creating a user) can have run.
                 remove_journal(host, layout)?;
                 return Ok(Some("discarded an interrupted build".into()));
             }
@@ -275,7 +280,8 @@ impl Steps<'_> {
                             "the release is gone and cannot be rebuilt from a journal",
                         ),
                     })?;
-                    let previous = release::current_id(host, layout).and_then(|c| release::ReleaseInfo::load(host, layout, &c));
+                    let previous = release::current_id(host, layout)
+                        .and_then(|c| release::ReleaseInfo::load(host, layout, &c));
                     release::build(host, layout, id, desired, previous.as_ref())?;
                 }
                 Ok(())
@@ -310,7 +316,8 @@ impl Steps<'_> {
                     return Ok(()); // nothing to back up yet
                 }
                 let dir = layout.backups(app);
-                host.create_dir_all(&dir).map_err(ApplyError::io("create", &dir))?;
+                host.create_dir_all(&dir)
+                    .map_err(ApplyError::io("create", &dir))?;
                 let to = dir.join(format!("{release}.tar.gz"));
                 self.call(HostCall::Snapshot {
                     from: host.real(&shared),
@@ -320,7 +327,11 @@ impl Steps<'_> {
             }
             Action::Hook { hook, release } => {
                 let app_dir = layout.release(release).join("app").join(&hook.app);
-                let dir = if host.exists(&app_dir) { app_dir } else { layout.release(release) };
+                let dir = if host.exists(&app_dir) {
+                    app_dir
+                } else {
+                    layout.release(release)
+                };
                 self.call(HostCall::Hook {
                     dir: host.real(&dir),
                     user: hook.user.clone(),

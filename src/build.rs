@@ -64,10 +64,18 @@ pub fn account(name: Option<&str>, fallback: Option<&str>) -> Result<Account, Co
 
 /// Run a shell command in `dir` as `account`, with a timeout; on failure the
 /// error carries the tail of its output.
-pub fn run_as(account: Account, dir: &Path, command: &str, timeout: Duration) -> Result<(), CommandError> {
+pub fn run_as(
+    account: Account,
+    dir: &Path,
+    command: &str,
+    timeout: Duration,
+) -> Result<(), CommandError> {
     let mut cmd = Command::new("/bin/sh");
     // Output goes to the captured stream, shown when the step fails.
-    cmd.arg("-c").arg(format!("exec 1>&2\n{command}")).current_dir(dir).env("HOME", dir);
+    cmd.arg("-c")
+        .arg(format!("exec 1>&2\n{command}"))
+        .current_dir(dir)
+        .env("HOME", dir);
     if Uid::effective().is_root() {
         // std drops supplementary groups when it changes the uid as root.
         cmd.uid(account.uid).gid(account.gid);

@@ -98,7 +98,13 @@ impl<H: Host> Host for KillAt<H> {
         self.step();
         self.inner.run(call)
     }
-    fn build(&self, dir: &Path, user: Option<&str>, steps: &[String], timeout: Duration) -> Result<(), CommandError> {
+    fn build(
+        &self,
+        dir: &Path,
+        user: Option<&str>,
+        steps: &[String],
+        timeout: Duration,
+    ) -> Result<(), CommandError> {
         self.step();
         self.inner.build(dir, user, steps, timeout)
     }

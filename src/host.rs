@@ -49,9 +49,13 @@ impl fmt::Display for HostCall {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             HostCall::Health(check) => write!(f, "health {}: {}", check.app, check.probe),
-            HostCall::Hook { dir, command, .. } => write!(f, "hook in {}: {command}", dir.display()),
+            HostCall::Hook { dir, command, .. } => {
+                write!(f, "hook in {}: {command}", dir.display())
+            }
             HostCall::CreateUser(user) => write!(f, "useradd --system {user}"),
-            HostCall::Snapshot { from, to } => write!(f, "tar -C {} -czf {} .", from.display(), to.display()),
+            HostCall::Snapshot { from, to } => {
+                write!(f, "tar -C {} -czf {} .", from.display(), to.display())
+            }
             other => write!(f, "{}", Commands::default().argv(other).join(" ")),
         }
     }
@@ -96,9 +100,17 @@ impl Commands {
                 let paths = paths.iter().map(|p| p.display().to_string());
                 self.systemd_verify.iter().cloned().chain(paths).collect()
             }
-            HostCall::CreateUser(user) => ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", user]
-                .map(String::from)
-                .to_vec(),
+            HostCall::CreateUser(user) => [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                user,
+            ]
+            .map(String::from)
+            .to_vec(),
             HostCall::Snapshot { from, to } => vec![
                 "tar".into(),
                 "-C".into(),
@@ -199,7 +211,13 @@ pub trait Host {
     /// Complete an app's release directory: give it to the app's user, run
     /// the build steps there as that user, then give it back to root. Runs
     /// on a sandbox too (it only writes the release being built).
-    fn build(&self, dir: &Path, user: Option<&str>, steps: &[String], timeout: Duration) -> Result<(), CommandError>;
+    fn build(
+        &self,
+        dir: &Path,
+        user: Option<&str>,
+        steps: &[String],
+        timeout: Duration,
+    ) -> Result<(), CommandError>;
     /// Copy a tree to a new path; files hard-linked when `hard_link`.
     fn copy_tree(&self, from: &Path, to: &Path, hard_link: bool) -> io::Result<()>;
     /// Give a path and everything below it to an app's user.
@@ -294,7 +312,13 @@ impl Host for RealHost {
             .collect()
     }
 
-    fn build(&self, dir: &Path, user: Option<&str>, steps: &[String], timeout: Duration) -> Result<(), CommandError> {
+    fn build(
+        &self,
+        dir: &Path,
+        user: Option<&str>,
+        steps: &[String],
+        timeout: Duration,
+    ) -> Result<(), CommandError> {
         let dir = self.real(dir);
         let account = build::account(user, self.sandbox_user())?;
         let give = |to| {

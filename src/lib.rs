@@ -1,8 +1,8 @@
 //! plumb: a pull-based GitOps agent for Linux hosts.
 
 pub mod action; // the steps of a plan, each printable as one line
-pub mod apply; // executes a Plan through the Host, one step at a time
 pub mod appdir; // app dirs of a new release: shared links, build reuse, builds
+pub mod apply; // executes a Plan through the Host, one step at a time
 pub mod build; // app builds and hooks as the app user, with timeouts; tree copies
 pub mod cli; // clap types; commands never see them
 pub mod commands; // one file per subcommand

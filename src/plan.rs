@@ -158,7 +158,11 @@ pub fn plan(
         .iter()
         .map(|(app, b)| (app.clone(), b.key.clone()))
         .collect();
-    let old_keys = observed.current.as_ref().map(|r| r.builds.clone()).unwrap_or_default();
+    let old_keys = observed
+        .current
+        .as_ref()
+        .map(|r| r.builds.clone())
+        .unwrap_or_default();
     let rebuild = observed.current.as_ref().map(|r| (&r.commit, &r.manifest))
         != Some((&desired.commit, &after))
         || old_keys != keys
@@ -182,14 +186,20 @@ pub fn plan(
                 .map(|app| app.trim_end_matches('/'))
                 .is_some_and(|app| old_keys.get(app) != keys.get(app))
     };
-    // Hooks run for apps whose release changed (or that are new).
+    // Hooks run with every new release (as Capistrano's do): migrations
+    // are written to be idempotent.
     let hooks_for = |pre: bool| -> Vec<Action> {
-        let Some(release) = release.clone().filter(|_| rebuild) else { return Vec::new() };
+        let Some(release) = release.clone().filter(|_| rebuild) else {
+            return Vec::new();
+        };
         desired
             .hooks
             .iter()
-            .filter(|h| h.pre_switch == pre && app_changed(&format!("app/{}/", h.app)))
-            .map(|hook| Action::Hook { hook: hook.clone(), release: release.clone() })
+            .filter(|h| h.pre_switch == pre)
+            .map(|hook| Action::Hook {
+                hook: hook.clone(),
+                release: release.clone(),
+            })
             .collect()
     };
     let old_units: Vec<String> = observed
@@ -203,7 +213,13 @@ pub fn plan(
     let mut actions = Vec::new();
     let mut abort = Vec::new();
     let mut rollback = Vec::new();
-    actions.extend(observed.missing_users.iter().cloned().map(Action::CreateUser));
+    actions.extend(
+        observed
+            .missing_users
+            .iter()
+            .cloned()
+            .map(Action::CreateUser),
+    );
     if rebuild && !observed.release_exists {
         actions.push(Action::BuildRelease(new_release.to_string()));
     }
@@ -213,7 +229,10 @@ pub fn plan(
         if let Action::Hook { hook, release } = hook
             && snapshotted.insert(hook.app.clone())
         {
-            actions.push(Action::Snapshot { app: hook.app.clone(), release: release.clone() });
+            actions.push(Action::Snapshot {
+                app: hook.app.clone(),
+                release: release.clone(),
+            });
         }
         actions.push(hook.clone());
     }

@@ -170,9 +170,22 @@ fn contents(desired: &Desired) -> Vec<(PathBuf, &[u8], u32)> {
 }
 
 /// The manifest `desired` will have; pure, so a plan can compare it.
+///
+/// Source files under an app's shared paths are left out: in the release
+/// they are replaced by links to data that changes on its own.
 pub fn manifest(desired: &Desired) -> BTreeMap<String, FileEntry> {
+    let shared: Vec<PathBuf> = desired
+        .builds
+        .iter()
+        .flat_map(|(app, b)| {
+            b.shared
+                .iter()
+                .map(move |p| Path::new("app").join(app).join(p))
+        })
+        .collect();
     contents(desired)
         .into_iter()
+        .filter(|(path, _, _)| !shared.iter().any(|s| path.starts_with(s)))
         .map(|(path, bytes, mode)| {
             let entry = FileEntry {
                 sha256: sha256(bytes),
@@ -228,7 +241,14 @@ pub fn build(
         host.write_file(&full, bytes, mode)
             .map_err(ApplyError::io("write", &full))?;
     }
-    let completed = crate::appdir::complete(host, layout, &tmp, desired, previous)?;
+    let completed = match crate::appdir::complete(host, layout, &tmp, desired, previous) {
+        Ok(completed) => completed,
+        Err(error) => {
+            // A failed build leaves nothing behind.
+            let _ = host.remove_dir_all(&tmp);
+            return Err(error);
+        }
+    };
     let info = ReleaseInfo {
         id: id.to_string(),
         commit: desired.commit.clone(),

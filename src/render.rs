@@ -240,11 +240,15 @@ fn shared_paths(origin: &str, app: &App) -> Result<Vec<String>, InvalidError> {
     for path in app.shared.iter().flatten() {
         let plain = !path.is_empty()
             && !path.starts_with('/')
-            && Path::new(path).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+            && Path::new(path)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
         if !plain {
             return Err(InvalidError::Repo {
                 file: origin.to_string(),
-                message: format!("shared path {path:?} must be relative, inside the app directory, without `..`"),
+                message: format!(
+                    "shared path {path:?} must be relative, inside the app directory, without `..`"
+                ),
             });
         }
         out.push(path.trim_end_matches('/').to_string());

@@ -70,7 +70,6 @@ pub struct App {
     pub create_user: Option<bool>,
 }
 
-
 /// What a host should run: `deploy.yaml` with this host's overlay applied.
 #[derive(Debug, Clone)]
 pub struct DeployInput {
@@ -125,7 +124,21 @@ fn merge(base: DeployFile, host: HostFile, hostname: &str) -> DeployInput {
         macro_rules! take {
             ($($field:ident),*) => { $( if over.$field.is_some() { app.$field = over.$field; } )* };
         }
-        take!(enabled, user, source, service, site, backup, files, health, build, timeout, shared, hooks, create_user);
+        take!(
+            enabled,
+            user,
+            source,
+            service,
+            site,
+            backup,
+            files,
+            health,
+            build,
+            timeout,
+            shared,
+            hooks,
+            create_user
+        );
     }
     apps.retain(|_, app| app.enabled != Some(false));
     let mut files = base.files;

@@ -62,7 +62,12 @@ pub fn observe(host: &dyn Host, layout: &Layout, state: &State, desired: &Desire
         tampered,
         inactive: inactive.into_iter().collect(),
         release_exists: false,
-        missing_users: desired.users.iter().filter(|u| !host.user_exists(u)).cloned().collect(),
+        missing_users: desired
+            .users
+            .iter()
+            .filter(|u| !host.user_exists(u))
+            .cloned()
+            .collect(),
     }
 }
 

@@ -16,7 +16,7 @@ fn restart_sec(repo: &GitRepo, from: u32, to: u32) -> String {
 
 #[test]
 fn plan_shows_unified_diffs_changes_nothing_and_exits_10() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
     let quiet = sandbox.plumb(&["plan", "--repo", &repo.url()]).ok();
@@ -43,7 +43,7 @@ fn plan_shows_unified_diffs_changes_nothing_and_exits_10() {
 
 #[test]
 fn status_reports_drift_without_repairing_it() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
     let status = |s: &Sandbox| -> serde_json::Value {
@@ -95,7 +95,7 @@ fn status_reports_drift_without_repairing_it() {
 
 #[test]
 fn rollback_switches_back_quarantines_what_it_left_and_releases_shows_it() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
     let v1 = sandbox.current_release();
@@ -176,7 +176,7 @@ fn validate_checks_every_host_and_lists_all_problems() {
         "{stdout}"
     );
 
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     repo.write("hosts/broken.yaml", "vars:\n  site_name: [\n");
     let template = fs::read_to_string(example_dir().join("../templates/site.j2")).unwrap();
     repo.write(

@@ -9,7 +9,7 @@ const UNIT: &str = "/etc/systemd/system/microblog.service";
 
 /// The example with a health check that passes while `marker` exists.
 fn repo_with_health(marker: &std::path::Path) -> GitRepo {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let yaml = repo.read("deploy.yaml").replace(
         "    files:\n",
         &format!(
@@ -122,7 +122,7 @@ fn a_broken_nginx_directive_is_refused_by_the_real_nginx_before_the_switch() {
     .unwrap();
 
     // Plain HTTP, so nginx -t needs no certificate.
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     repo.write(
         "hosts/blog1.yaml",
         "apps:\n  microblog:\n    site:\n      server_name: [blog.test]\n      listen: {address: 127.0.0.1, http: 8089}\n      root: /srv/www\n",
@@ -171,7 +171,7 @@ fn a_broken_nginx_directive_is_refused_by_the_real_nginx_before_the_switch() {
 
 #[test]
 fn only_what_changed_restarts_and_each_restart_says_why() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
 
@@ -280,7 +280,7 @@ fn only_what_changed_restarts_and_each_restart_says_why() {
 #[test]
 fn drift_is_repaired_and_reported() {
     let sandbox = Sandbox::executing("");
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     sandbox.reconcile(&repo).ok();
     let v1 = sandbox.current_release();
 

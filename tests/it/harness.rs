@@ -49,6 +49,21 @@ impl GitRepo {
         repo
     }
 
+    /// The example without what needs a real machine: no user creation (it
+    /// builds as `nobody`), no pre-switch hook, no HTTP health check on port 8000.
+    pub fn example_minimal() -> Self {
+        let repo = GitRepo::example();
+        let yaml = repo
+            .read("deploy.yaml")
+            .replace("    create_user: true\n", "")
+            .replace("    user: microblog\n", "    user: nobody\n");
+        let start = yaml.find("    hooks:\n").unwrap();
+        let end = yaml.find("        timeout: 30\n").unwrap() + "        timeout: 30\n".len();
+        let yaml = format!("{}{}", &yaml[..start], &yaml[end..]);
+        repo.write("deploy.yaml", &yaml).commit("minimal");
+        repo
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

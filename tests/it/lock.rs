@@ -8,7 +8,7 @@ use crate::harness::{GitRepo, Sandbox};
 
 #[test]
 fn a_second_run_is_refused_while_the_lock_is_held_and_waits_with_wait() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     let path = sandbox.path("/run/plumb/lock");
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -42,7 +42,7 @@ fn a_second_run_is_refused_while_the_lock_is_held_and_waits_with_wait() {
 
 #[test]
 fn a_run_that_holds_the_lock_refuses_a_second_run_naming_its_pid() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     // The first run holds the lock while its `nginx -t` step sleeps.
     let config = sandbox.root.path().join("plumb.yaml");

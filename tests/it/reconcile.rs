@@ -53,16 +53,29 @@ fn first_reconcile_builds_a_release_and_links_every_owned_path() {
     }
 
     // The manifest lists every file of the release with its real sha256 and mode.
+    // Built files (the static site) are listed as the build's outputs.
     let manifest = info["manifest"].as_object().unwrap();
+    let outputs = info["outputs"].as_object().unwrap();
     let mut on_disk = Vec::new();
     list_files(&release, &release, &mut on_disk);
     on_disk.retain(|p| p != "release.json");
-    let mut listed: Vec<String> = manifest.keys().cloned().collect();
+    let mut listed: Vec<String> = manifest.keys().chain(outputs.keys()).cloned().collect();
     listed.sort();
     on_disk.sort();
     assert_eq!(listed, on_disk);
     assert!(listed.iter().any(|p| p == "app/microblog/bin/microblog"));
-    for (path, entry) in manifest {
+    assert!(
+        outputs.contains_key("app/microblog/build/assets/style.5b7bfccb.css"),
+        "{outputs:?}"
+    );
+    // content/ is shared data, linked, seeded from the repo on first deploy.
+    let content = fs::read_link(release.join("app/microblog/content")).unwrap();
+    assert_eq!(
+        content,
+        sandbox.state_dir().join("shared/microblog/content")
+    );
+    assert!(content.join("posts/hello-plumb.md").exists());
+    for (path, entry) in manifest.iter().chain(outputs) {
         let bytes = fs::read(release.join(path)).unwrap();
         assert_eq!(
             entry["sha256"],
@@ -82,23 +95,47 @@ fn first_reconcile_builds_a_release_and_links_every_owned_path() {
     assert_eq!(mode & 0o777, 0o755);
 
     // The sandbox records service-manager calls in order instead of running them.
+    // The sandbox creates no users: `useradd` is recorded when the user is
+    // missing on this machine.
+    let mut calls = sandbox.calls();
+    let missing = !std::process::Command::new("id")
+        .arg("microblog")
+        .output()
+        .unwrap()
+        .status
+        .success();
     assert_eq!(
-        sandbox.calls(),
+        calls.first().map(|c| c == "useradd --system microblog"),
+        Some(missing),
+        "{calls:?}"
+    );
+    if missing {
+        calls.remove(0);
+    }
+    assert_eq!(
+        calls,
         [
-            "nginx -t -q",
-            "systemd-analyze verify /etc/systemd/system/microblog-backup.service /etc/systemd/system/microblog-backup.timer /etc/systemd/system/microblog.service",
-            "systemctl daemon-reload",
-            "systemctl enable --now microblog.service",
-            "systemctl enable --now microblog-backup.timer",
-            "systemctl reload nginx.service",
+            format!("tar -C /var/lib/plumb/shared/microblog -czf /var/lib/plumb/backups/microblog/{id}.tar.gz ."),
+            format!("hook in /var/lib/plumb/releases/{id}/app/microblog: python3 bin/microblog upgrade-db --database /var/lib/plumb/shared/microblog/microblog.db"),
+            "nginx -t -q".into(),
+            "systemd-analyze verify /etc/systemd/system/microblog-backup.service /etc/systemd/system/microblog-backup.timer /etc/systemd/system/microblog.service".into(),
+            "systemctl daemon-reload".into(),
+            "systemctl enable --now microblog.service".into(),
+            "systemctl enable --now microblog-backup.timer".into(),
+            "systemctl reload nginx.service".into(),
+            "health microblog: GET http://127.0.0.1:8000/health answers 200".into(),
         ],
-        "validated before the commit point, then started, then nginx reloaded"
+        "user, backup of shared data, pre-switch hook, validation, then started, nginx reloaded, health checked"
     );
 }
 
+/// Files below `dir`, not following links.
 fn list_files(base: &Path, dir: &Path, out: &mut Vec<String>) {
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        if path.is_symlink() {
+            continue;
+        }
         if path.is_dir() {
             list_files(base, &path, out);
         } else {
@@ -109,7 +146,7 @@ fn list_files(base: &Path, dir: &Path, out: &mut Vec<String>) {
 
 #[test]
 fn the_same_commit_again_writes_nothing() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
     let before = sandbox.snapshot();
@@ -125,7 +162,7 @@ fn the_same_commit_again_writes_nothing() {
 
 #[test]
 fn a_new_commit_makes_a_new_release_and_only_changed_units_restart() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
     let first = sandbox.current_release();
@@ -168,7 +205,7 @@ fn a_new_commit_makes_a_new_release_and_only_changed_units_restart() {
 
 #[test]
 fn removing_a_site_removes_its_link_and_keeps_the_rest() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
     let yaml = repo.read("deploy.yaml");
@@ -195,7 +232,7 @@ fn removing_a_site_removes_its_link_and_keeps_the_rest() {
 
 #[test]
 fn old_releases_are_pruned_but_current_and_previous_stay() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     for i in 0..7 {
         repo.write("templates/extra.txt", &format!("{i}\n"));
@@ -212,7 +249,7 @@ fn old_releases_are_pruned_but_current_and_previous_stay() {
 
 #[test]
 fn host_overlay_is_merged_for_its_host_only() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let mut staging = Sandbox::new();
     staging.hostname = "staging".into();
     staging.reconcile(&repo).ok();
@@ -237,7 +274,7 @@ fn host_overlay_is_merged_for_its_host_only() {
 
 #[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     let run = sandbox
         .plumb(&["reconcile", "--once", "--dry-run", "--repo", &repo.url()])

@@ -11,7 +11,7 @@ const INVALID: i32 = 5;
 /// Deploy the example, break the repo with `breakage`, and check the second
 /// run fails with `needle` and leaves the host exactly as it was.
 fn refused(breakage: impl FnOnce(&GitRepo), needle: &str) -> String {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
     let before = sandbox.snapshot();
@@ -71,7 +71,7 @@ fn an_unknown_field_is_an_error_not_ignored() {
                 &text.replace("restart_sec: 5", "restart_secs: 5"),
             );
         },
-        "deploy.yaml:21:7: unknown field `restart_secs`",
+        "deploy.yaml:27:7: unknown field `restart_secs`",
     );
 }
 
@@ -87,7 +87,7 @@ fn a_template_syntax_error_names_the_template() {
 
 #[test]
 fn an_unowned_file_at_a_target_path_is_refused_and_untouched() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
     let extra = sandbox.path("/etc/microblog/extra.conf");
@@ -112,7 +112,7 @@ fn an_unowned_file_at_a_target_path_is_refused_and_untouched() {
 
 #[test]
 fn an_unowned_file_blocks_even_the_first_deploy() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     let site = sandbox.path("/etc/nginx/conf.d/microblog.conf");
     fs::create_dir_all(site.parent().unwrap()).unwrap();
@@ -180,7 +180,7 @@ fn a_repo_symlink_pointing_outside_the_repo_is_refused() {
 
 #[test]
 fn a_fix_pushed_after_a_broken_commit_deploys() {
-    let repo = GitRepo::example();
+    let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     let good = repo.read("deploy.yaml");
     repo.write("deploy.yaml", "version: 1\napps: [\n")

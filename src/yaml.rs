@@ -31,6 +31,11 @@ pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, YamlError
             .unwrap_or((0, 0));
         let message = error.without_snippet().to_string();
         let message = strip_position(&message);
+        // Drop hints meant for programmers, not for the operator.
+        let message = message
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(message);
         // Some messages repeat the position at the end.
         let message = match message.rfind(" at line ") {
             Some(i) => &message[..i],

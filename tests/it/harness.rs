@@ -185,14 +185,20 @@ impl Sandbox {
         let inactive = sandbox.root.path().join("inactive");
         let log = log.display();
         let config = format!(
-            "host_commands: execute\ncommands:\n  systemctl: [sh, -c, 'echo \"systemctl $*\" >> {log}; if [ \"$1\" = is-active ]; then shift; for u; do if grep -qx \"$u\" {inactive} 2>/dev/null; then echo inactive; else echo active; fi; done; fi', sh]\n  nginx_reload: [sh, -c, 'echo \"nginx reload\" >> {log}']\n  systemd_verify: [sh, -c, 'echo \"verify $*\" >> {log}', sh]\n{extra}",
+            "host_commands: execute\ncommands:\n  systemctl: [sh, -c, 'echo \"systemctl $*\" >> {log}; if [ \"$1\" = is-active ]; then shift; for u; do if grep -qx \"$u\" {inactive} 2>/dev/null; then echo inactive; else echo active; fi; done; fi', sh]\n  systemd_verify: [sh, -c, 'echo \"verify $*\" >> {log}', sh]\n{extra}",
             inactive = inactive.display()
         );
-        let config = if config.contains("nginx_test") {
-            config
-        } else {
-            format!("{config}  nginx_test: [sh, -c, 'echo \"nginx -t\" >> {log}']\n")
-        };
+        let mut config = config;
+        if !config.contains("nginx_test") {
+            config.push_str(&format!(
+                "  nginx_test: [sh, -c, 'echo \"nginx -t\" >> {log}']\n"
+            ));
+        }
+        if !config.contains("nginx_reload") {
+            config.push_str(&format!(
+                "  nginx_reload: [sh, -c, 'echo \"nginx reload\" >> {log}']\n"
+            ));
+        }
         let path = sandbox.root.path().join("plumb.yaml");
         fs::write(&path, config).unwrap();
         sandbox.config = Some(path);

@@ -5,6 +5,7 @@ mod build;
 mod commands;
 mod converge;
 mod crash;
+mod e2e;
 mod example;
 mod fetch;
 mod harness;

@@ -137,6 +137,12 @@ pub enum FetchError {
     },
     #[error("branch {branch:?} not found at {remote}")]
     NoBranch { remote: String, branch: String },
+    #[error("revision {rev:?} of {remote} {why}")]
+    NoRevision {
+        remote: String,
+        rev: String,
+        why: String,
+    },
     #[error("git mirror {path}: {message}")]
     Mirror { path: PathBuf, message: String },
     #[error("cannot read {path}: {source}")]

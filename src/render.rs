@@ -27,6 +27,8 @@ pub struct HostFacts<'a> {
     /// The state directory as the host sees it, e.g. `/var/lib/plumb`.
     pub state_dir: &'a Path,
     pub roots: &'a AllowedRoots,
+    /// Trees of apps whose source is another git repository, by app name.
+    pub app_trees: &'a BTreeMap<String, Tree>,
 }
 
 /// Render every app and file of `input` into the desired state.
@@ -184,8 +186,27 @@ fn render_app(
         triggers.push(format!("files{}", path.display()));
     }
     let timeout_secs = app.timeout.unwrap_or(300);
-    if let Some(source) = &app.source {
-        let files = app_source(tree, name, source)?;
+    let source = match (&app.source, &app.git) {
+        (Some(dir), None) => Some(app_source(tree, name, dir)?),
+        (None, Some(git)) => {
+            let fetched = facts
+                .app_trees
+                .get(name)
+                .ok_or_else(|| InvalidError::Repo {
+                    file: origin.clone(),
+                    message: format!("git source {} at {} was not fetched", git.url, git.rev),
+                })?;
+            Some(app_source(fetched, name, "")?)
+        }
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(InvalidError::Repo {
+                file: origin,
+                message: "an app has `source` or `git`, not both".into(),
+            });
+        }
+    };
+    if let Some(files) = source {
         let build = AppBuild {
             user: app.user.clone(),
             steps: app.build.clone().unwrap_or_default(),

@@ -49,6 +49,8 @@ pub struct App {
     pub user: Option<String>,
     /// A directory of the deploy repo copied to `<current>/app/<name>/`.
     pub source: Option<String>,
+    /// Or another git repository, pinned to a tag or a full commit id.
+    pub git: Option<GitSource>,
     pub service: Option<Service>,
     pub site: Option<Site>,
     pub backup: Option<Backup>,

@@ -71,6 +71,76 @@ impl Mirror {
 
     /// Fetch `branch` from `remote` and return the commit id it points at.
     pub fn fetch(&self, remote: &Remote, branch: &str) -> Result<String, FetchError> {
+        let no_branch = || FetchError::NoBranch {
+            remote: remote.shown(),
+            branch: branch.to_string(),
+        };
+        match self.fetch_refspecs(
+            remote,
+            &[format!("+refs/heads/{branch}:refs/heads/{branch}")],
+        ) {
+            Err(FetchError::Remote { message, .. })
+                if message.contains("couldn't find remote ref") =>
+            {
+                Err(no_branch())
+            }
+            Err(e) => Err(e),
+            Ok(()) => self.resolve(branch).ok_or_else(no_branch),
+        }
+    }
+
+    /// The commit of a pinned revision — a tag or a full commit id, never a
+    /// branch (branches move) — fetching only when the mirror lacks it.
+    pub fn pinned(&self, remote: &Remote, rev: &str) -> Result<String, FetchError> {
+        let not_found = |why: &str| FetchError::NoRevision {
+            remote: remote.shown(),
+            rev: rev.to_string(),
+            why: why.to_string(),
+        };
+        let is_sha = rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit());
+        let local = || -> Option<String> {
+            let object = if is_sha {
+                self.repo
+                    .find_object(git2::Oid::from_str(rev).ok()?, None)
+                    .ok()?
+            } else {
+                self.repo
+                    .find_reference(&format!("refs/tags/{rev}"))
+                    .ok()?
+                    .peel(ObjectType::Any)
+                    .ok()?
+            };
+            Some(object.peel_to_commit().ok()?.id().to_string())
+        };
+        if let Some(commit) = local() {
+            return Ok(commit);
+        }
+        let refspecs = if is_sha {
+            vec![
+                "+refs/heads/*:refs/heads/*".to_string(),
+                "+refs/tags/*:refs/tags/*".to_string(),
+            ]
+        } else {
+            vec![format!("+refs/tags/{rev}:refs/tags/{rev}")]
+        };
+        match self.fetch_refspecs(remote, &refspecs) {
+            Err(FetchError::Remote { message, .. })
+                if message.contains("couldn't find remote ref") =>
+            {
+                Err(not_found(
+                    "is not a tag there; pin a tag or a full commit id (branches move)",
+                ))
+            }
+            Err(e) => Err(e),
+            Ok(()) if is_sha => local().ok_or_else(|| not_found("is not a commit there")),
+            Ok(()) => local().ok_or_else(|| {
+                not_found("is not a tag there; pin a tag or a full commit id (branches move)")
+            }),
+        }
+    }
+
+    /// Fetch `refspecs` from `remote`, checking ssh host keys against known_hosts.
+    fn fetch_refspecs(&self, remote: &Remote, refspecs: &[String]) -> Result<(), FetchError> {
         let url = normalize_url(&remote.url);
         let rejection: RefCell<Option<FetchError>> = RefCell::new(None);
         let mut callbacks = RemoteCallbacks::new();
@@ -106,31 +176,20 @@ impl Mirror {
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
         options.download_tags(AutotagOption::None);
-        let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
         let fetched = self
             .repo
             .remote_anonymous(&url)
-            .and_then(|mut r| r.fetch(&[&refspec], Some(&mut options), None));
+            .and_then(|mut r| r.fetch(refspecs, Some(&mut options), None));
         drop(options);
-        if let Err(e) = fetched {
-            if let Some(error) = rejection.into_inner() {
-                return Err(error);
-            }
-            if e.message().contains("couldn't find remote ref") {
-                return Err(FetchError::NoBranch {
+        match fetched {
+            Ok(()) => Ok(()),
+            Err(e) => Err(rejection
+                .into_inner()
+                .unwrap_or_else(|| FetchError::Remote {
                     remote: remote.shown(),
-                    branch: branch.to_string(),
-                });
-            }
-            return Err(FetchError::Remote {
-                remote: remote.shown(),
-                message: e.message().to_string(),
-            });
+                    message: e.message().to_string(),
+                })),
         }
-        self.resolve(branch).ok_or_else(|| FetchError::NoBranch {
-            remote: remote.shown(),
-            branch: branch.to_string(),
-        })
     }
 
     /// The commit `branch` points at in the mirror.

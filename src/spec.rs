@@ -215,6 +215,17 @@ pub struct Health {
     pub interval_ms: u64,
 }
 
+/// An app's source in another git repository.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitSource {
+    /// Where to fetch it (same transports and credentials as the deploy repo).
+    pub url: String,
+    /// A tag or a full 40-character commit id. Branches are refused: a
+    /// release must be reproducible.
+    pub rev: String,
+}
+
 /// Commands run around the switch.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

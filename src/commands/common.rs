@@ -14,21 +14,54 @@ use crate::release::{self, Layout, ReleaseInfo};
 use crate::render::{self, HostFacts};
 use crate::repo;
 use crate::settings::Settings;
-use crate::source::Mirror;
+use crate::source::{Mirror, Remote};
 use crate::state::State;
+use crate::tree::Tree;
 
 /// Render `commit` of the mirror for this host.
-pub fn render_commit(settings: &Settings, mirror: &Mirror, commit: &str) -> Result<Desired, Error> {
+pub fn render_commit(
+    settings: &Settings,
+    host: &dyn Host,
+    mirror: &Mirror,
+    commit: &str,
+) -> Result<Desired, Error> {
     let tree = mirror.tree(commit, &settings.subpath)?;
     let input = repo::load(&tree, &settings.hostname)?;
+    let app_trees = fetch_app_trees(
+        settings,
+        &input,
+        &host.real(&settings.layout.state_dir.join("apps")),
+    )?;
     let fingerprint = settings.fingerprint();
     let facts = HostFacts {
         commit,
         fingerprint: &fingerprint,
         state_dir: &settings.layout.state_dir,
         roots: &settings.roots,
+        app_trees: &app_trees,
     };
     Ok(render::render(&tree, &input, &facts)?)
+}
+
+/// Fetch (when not already there) the pinned git source of every app that
+/// has one, into a bare mirror per app under `mirrors`.
+pub fn fetch_app_trees(
+    settings: &Settings,
+    input: &repo::DeployInput,
+    mirrors: &std::path::Path,
+) -> Result<BTreeMap<String, Tree>, Error> {
+    let mut trees = BTreeMap::new();
+    for (name, app) in &input.apps {
+        let Some(git) = &app.git else { continue };
+        let mirror = Mirror::open(&mirrors.join(format!("{name}.git")))?;
+        let remote = Remote {
+            url: git.url.clone(),
+            ..settings.remote.clone()
+        };
+        let commit = mirror.pinned(&remote, &git.rev)?;
+        trees.insert(name.clone(), mirror.tree(&commit, "")?);
+    }
+    Ok(trees)
 }
 
 /// Look at everything the planner depends on.

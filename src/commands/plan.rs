@@ -30,7 +30,7 @@ pub fn run(settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
             q.reason
         );
     }
-    let desired = common::render_commit(settings, &mirror, &commit)?;
+    let desired = common::render_commit(settings, host, &mirror, &commit)?;
     let observed = common::observe(host, layout, &state, &desired);
     let plan = plan::plan(&desired, &observed, "<new release>")?;
     if plan.is_empty() {

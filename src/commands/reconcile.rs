@@ -55,7 +55,7 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
         }
     }
 
-    let desired = common::render_commit(settings, &mirror, &commit)?;
+    let desired = common::render_commit(settings, host, &mirror, &commit)?;
     let observed = common::observe(host, layout, &state, &desired);
     let id = release::new_id(host, layout, &commit);
     let plan = plan::plan(&desired, &observed, &id)?;

@@ -68,23 +68,28 @@ pub fn run(settings: &Settings, dir: &Path) -> Result<u8, Error> {
 
 /// Every problem of one host's rendering, as (severity, message).
 fn check_host(settings: &Settings, tree: &Tree, host: &str) -> Vec<(&'static str, String)> {
-    let rendered = repo::load(tree, host).and_then(|input| {
-        let facts = HostFacts {
-            commit: WORKTREE,
-            fingerprint: "",
-            state_dir: &settings.layout.state_dir,
-            roots: &settings.roots,
-        };
-        render::render(tree, &input, &facts)
-    });
+    let Ok(scratch) = tempfile::TempDir::new() else {
+        return vec![("error", "cannot create a temporary directory".into())];
+    };
+    let rendered = repo::load(tree, host)
+        .map_err(Error::from)
+        .and_then(|input| {
+            let app_trees =
+                super::common::fetch_app_trees(settings, &input, &scratch.path().join("apps"))?;
+            let facts = HostFacts {
+                commit: WORKTREE,
+                fingerprint: "",
+                state_dir: &settings.layout.state_dir,
+                roots: &settings.roots,
+                app_trees: &app_trees,
+            };
+            Ok(render::render(tree, &input, &facts)?)
+        });
     let desired = match rendered {
         Ok(desired) => desired,
         Err(e) => return vec![("error", e.to_string())],
     };
     let mut found = Vec::new();
-    let Ok(scratch) = tempfile::TempDir::new() else {
-        return vec![("error", "cannot create a temporary directory".into())];
-    };
     found.extend(check_nginx(&desired, scratch.path()));
     found.extend(check_units(&desired, scratch.path()));
     found

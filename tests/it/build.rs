@@ -209,3 +209,53 @@ fn hooks_run_around_the_switch_and_a_failing_pre_switch_hook_stops_it() {
         "the shared data was archived before each deploy's hooks"
     );
 }
+
+#[test]
+fn an_app_from_another_git_repository_is_pinned_to_a_tag_or_a_commit() {
+    let app = GitRepo::new();
+    crate::harness::copy_tree(&crate::harness::example_dir().join("app"), app.path());
+    app.write("VERSION", "1.0\n").commit("1.0");
+    app.git(&["tag", "v1.0"]);
+    let later = app.write("VERSION", "1.1\n").commit("1.1");
+
+    let repo = GitRepo::example_minimal();
+    let pinned = |rev: &str| {
+        let yaml = repo.read("deploy.yaml");
+        let start = yaml
+            .find("    source: app\n")
+            .or_else(|| yaml.find("    git:\n"))
+            .unwrap();
+        let end = yaml.find("    build:\n").unwrap();
+        let source = format!("    git:\n      url: {}\n      rev: {rev}\n", app.url());
+        repo.write(
+            "deploy.yaml",
+            &format!("{}{source}{}", &yaml[..start], &yaml[end..]),
+        )
+        .commit(rev);
+    };
+    pinned("v1.0");
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    assert_eq!(
+        fs::read_to_string(app_dir(&sandbox).join("VERSION")).unwrap(),
+        "1.0\n",
+        "the tag, not the branch head"
+    );
+    assert!(
+        app_dir(&sandbox).join("build/index.html").exists(),
+        "built like any source"
+    );
+
+    pinned(&later);
+    sandbox.reconcile(&repo).ok();
+    assert_eq!(
+        fs::read_to_string(app_dir(&sandbox).join("VERSION")).unwrap(),
+        "1.1\n"
+    );
+
+    pinned("main");
+    let run = sandbox
+        .reconcile(&repo)
+        .fails_with(4, "pin a tag or a full commit id");
+    assert!(run.stderr.contains("revision \"main\""), "{}", run.stderr);
+}

@@ -6,32 +6,13 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use crate::desired::Desired;
 use crate::error::ApplyError;
 use crate::host::{Host, HostCall};
+use crate::journal::{Phase, remove_journal, write_journal};
 use crate::plan::{Action, Plan};
 use crate::release::{self, Layout};
 use crate::state::{Deployed, Event, Quarantined, State};
-
-/// Which list of the plan a run is executing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    Forward,
-    Abort,
-    Rollback,
-}
-
-/// `journal.json`: the plan being executed, written before the first step.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Journal {
-    pub phase: Phase,
-    /// Why an abort or rollback started.
-    pub reason: Option<String>,
-    pub plan: Plan,
-}
 
 /// How an apply ended, when it did not deploy.
 #[derive(Debug)]
@@ -131,7 +112,7 @@ pub fn apply(
 /// Run the abort or rollback list of `plan`, record the outcome and quarantine
 /// the commit. Undo steps that fail are reported and skipped: stopping half-way
 /// back would be worse.
-fn undo(
+pub(crate) fn undo(
     host: &dyn Host,
     layout: &Layout,
     plan: &Plan,
@@ -194,65 +175,7 @@ fn undo(
     remove_journal(host, layout)
 }
 
-/// Finish or undo a run that was interrupted, as its journal says. Returns
-/// what was resumed, or `None` when there was no journal.
-pub fn resume(
-    host: &dyn Host,
-    layout: &Layout,
-    state: &mut State,
-    keep_releases: usize,
-) -> Result<Option<String>, ApplyError> {
-    let path = layout.journal();
-    let Ok(bytes) = host.read(&path) else {
-        return Ok(None);
-    };
-    let Ok(journal) = serde_json::from_slice::<Journal>(&bytes) else {
-        // A torn journal was never acted on: it is written before the first step.
-        host.remove_file(&path)
-            .map_err(ApplyError::io("remove", &path))?;
-        return Ok(Some("discarded an unfinished journal".into()));
-    };
-    let plan = &journal.plan;
-    match journal.phase {
-        Phase::Forward => {
-            let build = plan.actions.iter().find_map(|a| match a {
-                Action::BuildRelease(id) => Some(id),
-                _ => None,
-            });
-            if let Some(id) = build
-                && release::ReleaseInfo::load(host, layout, id).is_none()
-            {
-                // Killed before the release was complete: only idempotent
-                // preparations (creating a user) can have run.
-                remove_journal(host, layout)?;
-                return Ok(Some("discarded an interrupted build".into()));
-            }
-            match apply(host, layout, plan, None, state, keep_releases)? {
-                Ok(_) => Ok(Some(format!(
-                    "finished the interrupted deploy of {}",
-                    short(&plan.commit)
-                ))),
-                Err(Failure::Aborted(e)) | Err(Failure::RolledBack(e)) => Ok(Some(format!(
-                    "undid the interrupted deploy of {}: {e}",
-                    short(&plan.commit)
-                ))),
-            }
-        }
-        phase => {
-            let reason = journal
-                .reason
-                .clone()
-                .unwrap_or_else(|| "interrupted".into());
-            undo(host, layout, plan, phase, &reason, state)?;
-            Ok(Some(format!(
-                "finished undoing the deploy of {}",
-                short(&plan.commit)
-            )))
-        }
-    }
-}
-
-fn short(commit: &str) -> &str {
+pub(crate) fn short(commit: &str) -> &str {
     &commit[..12.min(commit.len())]
 }
 
@@ -378,7 +301,7 @@ fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
 
-fn remove_if_present(host: &dyn Host, path: &Path) -> Result<(), ApplyError> {
+pub(crate) fn remove_if_present(host: &dyn Host, path: &Path) -> Result<(), ApplyError> {
     match host.remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(ApplyError::io("remove", path)(e))
@@ -405,27 +328,4 @@ fn link(host: &dyn Host, target: &Path, path: &Path) -> Result<(), ApplyError> {
         .map_err(ApplyError::io("symlink", &tmp))?;
     host.rename(&tmp, path)
         .map_err(ApplyError::io("rename", path))
-}
-
-/// Write the journal durably before acting on it.
-fn write_journal(
-    host: &dyn Host,
-    layout: &Layout,
-    phase: Phase,
-    reason: Option<&str>,
-    plan: &Plan,
-) -> Result<(), ApplyError> {
-    let journal = Journal {
-        phase,
-        reason: reason.map(str::to_string),
-        plan: plan.clone(),
-    };
-    let bytes = serde_json::to_vec(&journal).expect("journal serialises");
-    crate::state::write_atomic(host, &layout.journal(), &bytes)
-}
-
-fn remove_journal(host: &dyn Host, layout: &Layout) -> Result<(), ApplyError> {
-    remove_if_present(host, &layout.journal())?;
-    host.sync(&layout.state_dir)
-        .map_err(ApplyError::io("fsync", &layout.state_dir))
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nix::unistd::{Gid, Uid, User};
 
-use crate::host::{CommandError, run_command};
+use crate::process::{CommandError, run_command};
 
 /// Who a build or hook runs as.
 #[derive(Debug, Clone, Copy)]

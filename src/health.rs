@@ -5,7 +5,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::desired::{HealthCheck, Probe};
-use crate::host::{self, CommandError};
+use crate::process::{self as host, CommandError};
 
 /// Try `check` until it passes or `check.timeout_ms` has gone by.
 pub fn wait(check: &HealthCheck) -> Result<(), CommandError> {

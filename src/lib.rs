@@ -12,11 +12,13 @@ pub mod error; // typed errors per stage and the exit code of each
 pub mod fault; // fault injection for crash tests (PLUMB_FAULT_KILL_AFTER)
 pub mod health; // health checks: HTTP, TCP or a command, with retries and a deadline
 pub mod host; // trait Host: every side effect, with RealHost{root}
+pub mod journal; // journal.json: finish or undo a run that was killed
 pub mod known_hosts; // OpenSSH known_hosts parsing and host key matching
 pub mod lock; // one run at a time: an flock on /run/plumb/lock
 pub mod logging; // tracing subscriber set-up
 pub mod paths; // host paths: normalisation and the allowed roots
 pub mod plan; // pure: (desired, observed) -> Plan
+pub mod process; // child processes: spawn, timeout, exit code or signal, one error type
 pub mod release; // release directories, manifest, the `current` swap, pruning
 pub mod render; // minijinja: deploy repo -> desired state (the only minijinja import)
 pub mod repo; // deploy.yaml and host overlays -> typed input

@@ -1,6 +1,5 @@
 //! `plumb reconcile --once`: fetch, render, plan, apply.
 
-use crate::apply;
 use crate::drift;
 use crate::error::{Error, exit};
 use crate::host::{CallMode, Host};
@@ -29,7 +28,8 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
         .map_err(crate::error::ApplyError::io("create", &layout.state_dir))?;
     let mut state = State::load(host, &layout.state_file())?;
     if !options.dry_run
-        && let Some(message) = apply::resume(host, layout, &mut state, settings.keep_releases)?
+        && let Some(message) =
+            crate::journal::resume(host, layout, &mut state, settings.keep_releases)?
     {
         println!("{message}");
     }

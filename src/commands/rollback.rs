@@ -2,7 +2,6 @@
 //! validation, restarts and health checks as a deploy, then quarantine the
 //! commit it leaves so the next scheduled run does not redeploy it.
 
-use crate::apply;
 use crate::error::{ConfigError, Error, exit};
 use crate::host::Host;
 use crate::lock;
@@ -23,7 +22,8 @@ pub fn run(
     let layout = &settings.layout;
     let _lock = lock::acquire(&host.real(&settings.lock_path), wait)?;
     let mut state = State::load(host, &layout.state_file())?;
-    if let Some(message) = apply::resume(host, layout, &mut state, settings.keep_releases)? {
+    if let Some(message) = crate::journal::resume(host, layout, &mut state, settings.keep_releases)?
+    {
         println!("{message}");
     }
     let current = release::current_id(host, layout).ok_or_else(|| {

@@ -3,21 +3,22 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Serde;
-use minijinja::{Environment, UndefinedBehavior, Value, context};
+use minijinja::{Environment, Value, context};
 
-use crate::desired::{AppBuild, Desired, DesiredFile, HealthCheck, Hook, Probe, SourceFile};
+use crate::desired::{AppBuild, Desired, DesiredFile, Hook, SourceFile};
 use crate::error::InvalidError;
 use crate::paths::AllowedRoots;
-use crate::repo::{App, DeployInput, FileSpec, Health};
+use crate::repo::{App, DeployInput, FileSpec};
+use crate::schedule;
 use crate::tree::Tree;
-use crate::{schedule, templates};
 
-/// Where a deploy repo's own templates live.
-const TEMPLATE_DIR: &str = "templates";
+mod env;
+mod parts;
+
+use env::{environment, render_named};
+use parts::{build_key, health_check, shared_paths};
 
 /// Facts about the host that templates and paths depend on.
 pub struct HostFacts<'a> {
@@ -255,67 +256,6 @@ fn render_app(
     Ok(())
 }
 
-/// Shared paths are plain relative paths inside the app directory.
-fn shared_paths(origin: &str, app: &App) -> Result<Vec<String>, InvalidError> {
-    let mut out = Vec::new();
-    for path in app.shared.iter().flatten() {
-        let plain = !path.is_empty()
-            && !path.starts_with('/')
-            && Path::new(path)
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)));
-        if !plain {
-            return Err(InvalidError::Repo {
-                file: origin.to_string(),
-                message: format!(
-                    "shared path {path:?} must be relative, inside the app directory, without `..`"
-                ),
-            });
-        }
-        out.push(path.trim_end_matches('/').to_string());
-    }
-    Ok(out)
-}
-
-/// What a build depends on, hashed.
-fn build_key(files: &[SourceFile], app: &App) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
-    for file in files {
-        hash.update(file.path.to_string_lossy().as_bytes());
-        hash.update([0, file.executable as u8]);
-        hash.update(Sha256::digest(&file.bytes));
-    }
-    let extra = format!("{:?} {:?} {:?}", app.build, app.user, app.shared);
-    hash.update(extra.as_bytes());
-    hex::encode(&hash.finalize()[..16])
-}
-
-fn health_check(origin: &str, app: &str, check: &Health) -> Result<HealthCheck, InvalidError> {
-    let probe = match (&check.http, &check.tcp, &check.command) {
-        (Some(url), None, None) => Probe::Http {
-            url: url.clone(),
-            status: check.status,
-        },
-        (None, Some(address), None) => Probe::Tcp {
-            address: address.clone(),
-        },
-        (None, None, Some(argv)) if !argv.is_empty() => Probe::Command { argv: argv.clone() },
-        _ => {
-            return Err(InvalidError::Repo {
-                file: origin.to_string(),
-                message: "each health check needs exactly one of `http`, `tcp` or `command`".into(),
-            });
-        }
-    };
-    Ok(HealthCheck {
-        app: app.to_string(),
-        probe,
-        timeout_ms: check.timeout * 1000,
-        interval_ms: check.interval_ms,
-    })
-}
-
 /// A declared file's bytes: a rendered template or a copied repo file.
 fn file_content(
     env: &Environment,
@@ -362,115 +302,4 @@ fn app_source(tree: &Tree, app: &str, dir: &str) -> Result<Vec<SourceFile>, Inva
         });
     }
     Ok(files)
-}
-
-/// A template environment: the repo's `templates/` first, then the built-ins.
-fn environment<'a>(
-    tree: &Tree,
-    input: &DeployInput,
-    facts: &HostFacts,
-) -> Result<Environment<'a>, InvalidError> {
-    let mut sources: BTreeMap<String, String> = BTreeMap::new();
-    for path in tree.list(TEMPLATE_DIR) {
-        let key = path.to_string_lossy();
-        let text = tree.read_text(&key)?.ok_or_else(|| InvalidError::Repo {
-            file: key.to_string(),
-            message: "is a symlink to a directory or to a missing file".into(),
-        })?;
-        let name = path.strip_prefix(TEMPLATE_DIR).unwrap_or(path);
-        sources.insert(name.to_string_lossy().into_owned(), text);
-    }
-    let sources = Arc::new(sources);
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    let syntax = SyntaxConfig::builder()
-        .trim_blocks(true)
-        .lstrip_blocks(true)
-        .keep_trailing_newline(true)
-        .build()
-        .expect("default delimiters are valid");
-    env.set_syntax(syntax);
-    env.set_loader(move |name| {
-        Ok(sources
-            .get(name)
-            .cloned()
-            .or_else(|| templates::builtin(name).map(str::to_string)))
-    });
-    env.add_filter("sh", shell_quote);
-    env.add_filter("unit", unit_value);
-    env.add_filter("unit_env", unit_env);
-    let state = facts.state_dir.display().to_string();
-    env.add_global("host", input.hostname.clone());
-    env.add_global("commit", facts.commit.to_string());
-    env.add_global("vars", Value::from(Serde(&input.vars)));
-    env.add_global(
-        "plumb",
-        context! { current => format!("{state}/current"), state_dir => state },
-    );
-    Ok(env)
-}
-
-fn render_named(env: &Environment, name: &str, ctx: Value) -> Result<Vec<u8>, InvalidError> {
-    let template = env
-        .get_template(name)
-        .map_err(|e| template_error(env, name, e))?;
-    template
-        .render(ctx)
-        .map(String::into_bytes)
-        .map_err(|e| template_error(env, name, e))
-}
-
-/// A template error naming the template, the line and quoting that line.
-fn template_error(env: &Environment, name: &str, error: minijinja::Error) -> InvalidError {
-    let template = error.name().unwrap_or(name).to_string();
-    let line = error.line();
-    let mut message = match error.detail() {
-        Some(detail) => format!("{}: {detail}", error.kind()),
-        None => error.kind().to_string(),
-    };
-    if error.kind() == minijinja::ErrorKind::TemplateNotFound {
-        message =
-            format!("template {name:?} not found in {TEMPLATE_DIR}/ or the built-in templates");
-    }
-    let source_line = line.and_then(|l| {
-        let source = env.get_template(&template).ok()?.source().to_string();
-        source
-            .lines()
-            .nth(l.checked_sub(1)?)
-            .map(|s| s.trim().to_string())
-    });
-    if let Some(text) = source_line {
-        message = format!("{message}\n    | {text}");
-    }
-    InvalidError::Template {
-        template: if templates::builtin(&template).is_some() {
-            format!("{template} (built-in)")
-        } else {
-            format!("{TEMPLATE_DIR}/{template}")
-        },
-        line,
-        message,
-    }
-}
-
-/// A value inside `Environment="…"`: as `unit`, with `"` and `\` escaped.
-fn unit_env(value: String) -> Result<String, minijinja::Error> {
-    unit_value(value.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// A value for a systemd unit line: one line only, and `%` taken literally
-/// (not a specifier).
-fn unit_value(value: String) -> Result<String, minijinja::Error> {
-    if value.contains(['\n', '\r']) {
-        return Err(minijinja::Error::new(
-            minijinja::ErrorKind::InvalidOperation,
-            format!("{value:?} spans lines; a unit setting must be one line"),
-        ));
-    }
-    Ok(value.replace('%', "%%"))
-}
-
-/// Quote a string for POSIX sh: `'...'` with embedded quotes escaped.
-fn shell_quote(value: String) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
 }

@@ -407,3 +407,6 @@ fn rollback_after(rollback: &mut Vec<Action>, action: Action) {
         rollback.push(action);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,6 +13,7 @@ plumb="$PWD/target/release/plumb"
 runs=${RUNS:-100}
 
 work=$(mktemp -d)
+chmod 755 "$work"   # app builds run as an unprivileged user, who must reach the release
 trap 'rm -rf "$work"' EXIT
 git init -q -b main "$work/src"
 cp -r deploy-repo-example/. "$work/src/"

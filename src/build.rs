@@ -80,7 +80,16 @@ pub fn run_as(
         // std drops supplementary groups when it changes the uid as root.
         cmd.uid(account.uid).gid(account.gid);
     }
-    run_command(cmd, command, timeout)
+    match run_command(cmd, command, timeout) {
+        Err(CommandError::Spawn { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => Err(CommandError::User {
+            user: format!("uid {}", account.uid),
+            problem: format!(
+                "cannot enter {}: every directory above it must be searchable by that user (chmod o+x)",
+                dir.display()
+            ),
+        }),
+        other => other,
+    }
 }
 
 /// Give `path` and everything below it to `account` (links are not followed).

@@ -81,13 +81,17 @@ pub fn run_as(
         cmd.uid(account.uid).gid(account.gid);
     }
     match run_command(cmd, command, timeout) {
-        Err(CommandError::Spawn { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => Err(CommandError::User {
-            user: format!("uid {}", account.uid),
-            problem: format!(
-                "cannot enter {}: every directory above it must be searchable by that user (chmod o+x)",
-                dir.display()
-            ),
-        }),
+        Err(CommandError::Spawn { source, .. })
+            if source.kind() == io::ErrorKind::PermissionDenied =>
+        {
+            Err(CommandError::User {
+                user: format!("uid {}", account.uid),
+                problem: format!(
+                    "cannot enter {}: every directory above it must be searchable by that user (chmod o+x)",
+                    dir.display()
+                ),
+            })
+        }
         other => other,
     }
 }

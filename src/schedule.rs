@@ -7,6 +7,8 @@
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Utc};
+use croner::parser::CronParser;
 use thiserror::Error;
 
 /// A schedule that is not a crontab line plumb can translate.
@@ -23,23 +25,62 @@ const MONTHS: &[&str] = &[
 const DAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 const SYSTEMD_DAYS: &[&str] = &["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
-/// The `OnCalendar=` values equivalent to the crontab line `line`.
-pub fn on_calendar(line: &str) -> Result<Vec<String>, ScheduleError> {
+/// The next `n` times (UTC) the crontab line `line` fires after `after`.
+///
+/// Computed by the croner crate, with crontab(5)'s rule for the two day
+/// fields: when both are restricted — neither starts with `*` — either may
+/// match; otherwise both must. (croner alone treats `*/2` as restricted.)
+pub fn next_times(
+    line: &str,
+    after: DateTime<Utc>,
+    n: usize,
+) -> Result<Vec<DateTime<Utc>>, ScheduleError> {
+    on_calendar(line)?; // the same validation as rendering
     let fail = |reason: String| ScheduleError {
         line: line.to_string(),
         reason,
     };
-    let expanded = match line.trim() {
+    let fields = expand(line).map_err(&fail)?;
+    let parts: Vec<&str> = fields.split_whitespace().collect();
+    let either = !parts[2].starts_with('*') && !parts[4].starts_with('*');
+    let cron = CronParser::builder()
+        .dom_and_dow(!either)
+        .build()
+        .parse(&fields)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut times = Vec::with_capacity(n);
+    let mut at = after;
+    for _ in 0..n {
+        at = cron
+            .find_next_occurrence(&at, false)
+            .map_err(|e| fail(e.to_string()))?;
+        times.push(at);
+    }
+    Ok(times)
+}
+
+/// `@daily`-style shortcuts as their five fields; other lines unchanged.
+fn expand(line: &str) -> Result<&str, String> {
+    Ok(match line.trim() {
         "@yearly" | "@annually" => "0 0 1 1 *",
         "@monthly" => "0 0 1 * *",
         "@weekly" => "0 0 * * 0",
         "@daily" | "@midnight" => "0 0 * * *",
         "@hourly" => "0 * * * *",
         other if other.starts_with('@') => {
-            return Err(fail(format!("{other} has no calendar equivalent")));
+            return Err(format!("{other} has no calendar equivalent"));
         }
         other => other,
+    })
+}
+
+/// The `OnCalendar=` values equivalent to the crontab line `line`.
+pub fn on_calendar(line: &str) -> Result<Vec<String>, ScheduleError> {
+    let fail = |reason: String| ScheduleError {
+        line: line.to_string(),
+        reason,
     };
+    let expanded = expand(line).map_err(&fail)?;
     let fields: Vec<&str> = expanded.split_whitespace().collect();
     let [minute, hour, dom, month, dow] = fields[..] else {
         return Err(fail(format!(

@@ -13,4 +13,5 @@ mod lock;
 mod nginx;
 mod reconcile;
 mod safety;
+mod schedule;
 mod systemd;

@@ -46,7 +46,7 @@ pub fn next_times(
     let cron = CronParser::builder()
         .dom_and_dow(!either)
         .build()
-        .parse(&fields)
+        .parse(fields)
         .map_err(|e| fail(e.to_string()))?;
     let mut times = Vec::with_capacity(n);
     let mut at = after;

@@ -6,6 +6,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("service.j2", include_str!("../templates/service.j2")),
     ("site.j2", include_str!("../templates/site.j2")),
     ("backup.sh.j2", include_str!("../templates/backup.sh.j2")),
+    ("restore.sh.j2", include_str!("../templates/restore.sh.j2")),
     (
         "backup.service.j2",
         include_str!("../templates/backup.service.j2"),

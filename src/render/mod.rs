@@ -164,6 +164,13 @@ fn render_app(
         };
         let text = render_named(env, "backup.sh.j2", ctx.clone())?;
         out.add(&origin, &script, text, 0o755)?;
+        let text = render_named(env, "restore.sh.j2", ctx.clone())?;
+        out.add(
+            &origin,
+            &format!("/usr/local/lib/plumb/{name}/restore.sh"),
+            text,
+            0o755,
+        )?;
         let text = render_named(env, "backup.service.j2", ctx.clone())?;
         out.add(
             &origin,

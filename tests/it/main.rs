@@ -1,6 +1,7 @@
 //! plumb's integration tests: one binary, a module per area. Every test runs
 //! the real `plumb` binary against real git repositories in temp dirs.
 
+mod backup;
 mod build;
 mod commands;
 mod converge;

@@ -94,6 +94,7 @@ pub fn apply(
         commit: plan.commit.clone(),
         release: current.clone(),
         result: "deployed".into(),
+        trigger: plan.trigger.clone(),
     });
     state.save(host, &layout.state_file())?;
     remove_journal(host, layout)?;
@@ -170,7 +171,11 @@ pub(crate) fn undo(
             "refused"
         }
         .into(),
+        trigger: plan.trigger.clone(),
     });
+    if phase == Phase::Rollback {
+        state.rollbacks_total += 1;
+    }
     state.save(host, &layout.state_file())?;
     remove_journal(host, layout)
 }

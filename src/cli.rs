@@ -60,6 +60,8 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Daemon: reconcile on the schedule, on SIGHUP and on webhooks; SIGTERM stops it.
+    Run,
     /// Show what reconcile would do, with unified diffs; exit 10 if it would change anything.
     Plan,
     /// Deployed commit and release, last run, quarantine and drift.

@@ -6,6 +6,7 @@ pub mod apply; // executes a Plan through the Host, one step at a time
 pub mod build; // app builds and hooks as the app user, with timeouts; tree copies
 pub mod cli; // clap types; commands never see them
 pub mod commands; // one file per subcommand
+pub mod daemon; // the `plumb run` loop: schedule, jitter, backoff, triggers
 pub mod desired; // the desired state: files, units, sites (pure data)
 pub mod drift; // drift: how the host differs from its release (links, hashes, units)
 pub mod error; // typed errors per stage and the exit code of each
@@ -16,6 +17,7 @@ pub mod journal; // journal.json: finish or undo a run that was killed
 pub mod known_hosts; // OpenSSH known_hosts parsing and host key matching
 pub mod lock; // one run at a time: an flock on /run/plumb/lock
 pub mod logging; // tracing subscriber set-up
+pub mod metrics; // Prometheus textfile written after every run
 pub mod paths; // host paths: normalisation and the allowed roots
 pub mod plan; // pure: (desired, observed) -> Plan
 pub mod process; // child processes: spawn, timeout, exit code or signal, one error type
@@ -29,4 +31,5 @@ pub mod spec; // typed app sections of deploy.yaml: service, site, backup, healt
 pub mod state; // state.json: deployed commit, owned paths, history
 pub mod templates; // built-in templates compiled into the binary
 pub mod tree; // a deploy repo's files at one commit, in memory
+pub mod webhook; // the push webhook: HMAC-verified triggers for `plumb run`
 pub mod yaml; // the only YAML import: typed parsing with file:line:column errors

@@ -37,6 +37,32 @@ pub struct HostConfig {
     pub host_commands: Option<String>,
     #[serde(default)]
     pub commands: CommandsConfig,
+    /// `plumb run`: a crontab(5) line (`*/5 * * * *`) …
+    pub schedule: Option<String>,
+    /// … or an interval in seconds (default 300).
+    pub interval: Option<u64>,
+    /// Up to this many seconds of random delay before each scheduled run.
+    pub jitter: Option<u64>,
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+    /// Prometheus textfile written after every run (node_exporter's
+    /// textfile collector), e.g. /var/lib/node_exporter/textfile/plumb.prom.
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// The push webhook of `plumb run`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Address to listen on; keep it on loopback behind a proxy.
+    #[serde(default = "default_webhook_listen")]
+    pub listen: String,
+    /// File holding the shared secret (HMAC key / GitLab token).
+    pub secret_file: PathBuf,
+}
+
+fn default_webhook_listen() -> String {
+    "127.0.0.1:9280".into()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +117,23 @@ pub struct Settings {
     pub keep_releases: usize,
     pub call_mode: CallMode,
     pub commands: Commands,
+    /// When `plumb run` reconciles.
+    pub timing: Timing,
+    pub webhook: Option<WebhookConfig>,
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// When the daemon runs: a crontab line or an interval, plus jitter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timing {
+    pub schedule: Schedule,
+    pub jitter_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    Cron(String),
+    Every(u64),
 }
 
 impl Settings {
@@ -194,7 +237,33 @@ impl Settings {
                 "systemd_verify",
             )?,
         };
+        let schedule = match (config.schedule, config.interval) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(format!(
+                    "{}: set `schedule` or `interval`, not both",
+                    config_path.display()
+                )));
+            }
+            (Some(line), None) => {
+                crate::schedule::on_calendar(&line)
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", config_path.display())))?;
+                Schedule::Cron(line)
+            }
+            (None, Some(0)) => {
+                return Err(ConfigError::Invalid(format!(
+                    "{}: interval must be at least 1 second",
+                    config_path.display()
+                )));
+            }
+            (None, interval) => Schedule::Every(interval.unwrap_or(300)),
+        };
         Ok(Settings {
+            timing: Timing {
+                schedule,
+                jitter_secs: config.jitter.unwrap_or(0),
+            },
+            webhook: config.webhook,
+            metrics_file: config.metrics_file,
             roots: AllowedRoots::new(&config.allowed_roots, &state_dir),
             root,
             remote: Remote {

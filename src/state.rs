@@ -26,6 +26,9 @@ pub struct State {
     /// Commits that failed to deploy: not retried until a new commit or `--force`.
     #[serde(default)]
     pub quarantine: Vec<Quarantined>,
+    /// Rollbacks after a failed switch, ever (for metrics).
+    #[serde(default)]
+    pub rollbacks_total: u64,
 }
 
 /// A commit that failed to deploy, and why.
@@ -54,6 +57,9 @@ pub struct Event {
     pub commit: String,
     pub release: Option<String>,
     pub result: String,
+    /// What started the run: manual, timer, schedule, webhook, signal, …
+    #[serde(default)]
+    pub trigger: String,
 }
 
 /// Temporary file, fsync, rename over `path`, fsync the directory.
@@ -63,7 +69,7 @@ pub fn write_atomic(host: &dyn Host, path: &Path, bytes: &[u8]) -> Result<(), Ap
         host.remove_file(&tmp)
             .map_err(ApplyError::io("remove", &tmp))?;
     }
-    host.write_file(&tmp, bytes, 0o600)
+    host.write_file(&tmp, bytes, 0o644)
         .map_err(ApplyError::io("write", &tmp))?;
     host.sync(&tmp).map_err(ApplyError::io("fsync", &tmp))?;
     host.rename(&tmp, path)

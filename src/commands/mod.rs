@@ -1,6 +1,7 @@
 //! Subcommands: each takes resolved `Settings` and a `Host`.
 
 mod common;
+pub mod daemon;
 pub mod plan;
 pub mod reconcile;
 pub mod releases;
@@ -21,6 +22,10 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         flags.repo.get_or_insert_with(|| ".".into());
     }
     let settings = Settings::resolve(&flags)?;
+    if let Command::Run = cli.command {
+        crate::source::prepare(&settings.remote);
+        return daemon::run(&settings);
+    }
     crate::source::prepare(&settings.remote);
     match crate::fault::KillAt::from_env(settings.host()) {
         Ok(host) => dispatch(cli.command, &settings, &host),
@@ -35,15 +40,22 @@ fn dispatch(command: Command, settings: &Settings, host: &dyn Host) -> Result<u8
             dry_run,
             force,
             wait,
-        } => reconcile::run(
-            settings,
-            host,
-            &reconcile::Options {
+        } => {
+            // systemd sets INVOCATION_ID for the runs of plumb.service (the timer).
+            let trigger = if std::env::var_os("INVOCATION_ID").is_some() {
+                "timer"
+            } else {
+                "manual"
+            };
+            let options = reconcile::Options {
                 dry_run,
                 force,
                 wait,
-            },
-        ),
+                trigger: trigger.into(),
+            };
+            reconcile::run_with_metrics(settings, host, &options)
+        }
+        Command::Run => unreachable!("handled before dispatch"),
         Command::Plan => plan::run(settings, host),
         Command::Status { json } => status::run(settings, host, json),
         Command::Releases => releases::run(settings, host),

@@ -18,6 +18,26 @@ pub struct Options {
     pub dry_run: bool,
     pub force: bool,
     pub wait: bool,
+    /// What started the run, for the history and `status`.
+    pub trigger: String,
+}
+
+/// `run`, then the metrics file (if configured) with how it went.
+pub fn run_with_metrics(
+    settings: &Settings,
+    host: &dyn Host,
+    options: &Options,
+) -> Result<u8, Error> {
+    let started = std::time::Instant::now();
+    let result = run(settings, host, options);
+    if let (Some(path), false) = (&settings.metrics_file, options.dry_run) {
+        let state = State::load(host, &settings.layout.state_file()).unwrap_or_default();
+        if let Err(e) = crate::metrics::write(host, path, &state, result.is_ok(), started.elapsed())
+        {
+            eprintln!("warning: cannot write metrics: {e}");
+        }
+    }
+    result
 }
 
 /// Bring the host to the commit the branch points at.
@@ -58,7 +78,8 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
     let desired = common::render_commit(settings, host, &mirror, &commit)?;
     let observed = common::observe(host, layout, &state, &desired);
     let id = release::new_id(host, layout, &commit);
-    let plan = plan::plan(&desired, &observed, &id)?;
+    let mut plan = plan::plan(&desired, &observed, &id)?;
+    plan.trigger = options.trigger.clone();
     if plan.is_empty() {
         // The host matches; make sure state.json says so (e.g. after it was
         // moved aside, or the settings changed), so the next run is cheap.

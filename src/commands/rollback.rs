@@ -54,7 +54,8 @@ pub fn run(
     )?;
     let mut observed = common::observe(host, layout, &state, &desired);
     observed.release_exists = true;
-    let plan = plan::plan(&desired, &observed, &target)?;
+    let mut plan = plan::plan(&desired, &observed, &target)?;
+    plan.trigger = "rollback".into();
     let leaving = state.deployed.as_ref().map(|d| d.commit.clone());
     println!(
         "rolling back from release {current} to {target} ({})",

@@ -18,7 +18,10 @@ pub struct Status {
     pub deployed_at: Option<String>,
     /// `current` as it is on disk (normally the same as `release`).
     pub current: Option<String>,
+    /// The last run that changed something or failed, with its trigger.
     pub last_run: Option<Event>,
+    /// When `plumb run` will reconcile next (if the daemon is running).
+    pub next_run: Option<String>,
     pub quarantine: Vec<Quarantined>,
     pub drift: Vec<Drift>,
 }
@@ -33,6 +36,10 @@ pub fn status(settings: &Settings, host: &dyn Host) -> Result<Status, Error> {
         deployed_at: state.deployed.as_ref().map(|d| d.at.clone()),
         current: release::current_id(host, layout),
         last_run: state.history.last().cloned(),
+        next_run: host
+            .read(std::path::Path::new(super::daemon::NEXT_RUN))
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string()),
         quarantine: state.quarantine.clone(),
         drift: drift::detect(host, layout, &state),
     })
@@ -64,6 +71,9 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool) -> Result<u8, Error
             run.result,
             &run.commit[..12.min(run.commit.len())]
         );
+    }
+    if let Some(next) = &status.next_run {
+        println!("next run: {next} (plumb run)");
     }
     if status.quarantine.is_empty() {
         println!("quarantine: none");

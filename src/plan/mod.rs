@@ -59,6 +59,9 @@ pub struct Plan {
     pub commit: String,
     /// The settings fingerprint the desired state was rendered with.
     pub fingerprint: String,
+    /// What started the run (set by the command, recorded in the history).
+    #[serde(default)]
+    pub trigger: String,
     /// The release being deployed (new, or the current one when only repairing).
     pub release: Option<String>,
     /// The release `current` pointed at before.
@@ -384,6 +387,7 @@ pub fn plan(
     Ok(Plan {
         commit: desired.commit.clone(),
         fingerprint: desired.fingerprint.clone(),
+        trigger: String::new(),
         release,
         previous,
         changes,

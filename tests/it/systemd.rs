@@ -92,3 +92,65 @@ fn a_broken_unit_is_caught_by_the_same_check() {
         "{stderr}"
     );
 }
+
+#[test]
+fn plumbs_own_units_pass_systemd_analyze_verify() {
+    let root = TempDir::new().unwrap();
+    let r = root.path();
+    fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
+    sh(Command::new("cp")
+        .arg("-a")
+        .arg("/usr/lib/systemd/system")
+        .arg(r.join("usr/lib/systemd/")));
+    let units = ["plumb.service", "plumb.timer", "plumb-daemon.service"];
+    for unit in units {
+        let to = r.join("etc/systemd/system").join(unit);
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("systemd")
+                .join(unit),
+            to,
+        )
+        .unwrap();
+    }
+    fs::create_dir_all(r.join("usr/local/bin")).unwrap();
+    fs::copy(env!("CARGO_BIN_EXE_plumb"), r.join("usr/local/bin/plumb")).unwrap();
+    fs::create_dir_all(r.join("bin")).unwrap();
+    fs::copy("/bin/kill", r.join("bin/kill")).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", r.display()))
+        .args(units.iter().map(|u| format!("/etc/systemd/system/{u}")))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
+    assert_eq!(stderr, "", "systemd-analyze verify printed warnings");
+}
+
+#[test]
+fn rendered_backup_units_pass_systemd_analyze_verify() {
+    // The backup service and timer as rendered for the staging host too.
+    let repo = GitRepo::example();
+    let mut sandbox = Sandbox::new();
+    sandbox.hostname = "staging".into();
+    sandbox.reconcile(&repo).ok();
+    let units = ["microblog-backup.service", "microblog-backup.timer"];
+    let root = verify_root(
+        &sandbox,
+        &units,
+        &["/usr/local/lib/plumb/microblog/backup.sh"],
+    );
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", root.path().display()))
+        .args(units.iter().map(|u| format!("/etc/systemd/system/{u}")))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+}

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::{HealthCheck, Hook};
 
-/// One step, in execution order. Every step is idempotent, so an
-/// interrupted plan can be run again from its first step.
+/// One step, in execution order. Every step is idempotent — hooks are
+/// required to be (migrations are) — so an interrupted plan can be run
+/// again from its first step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {

@@ -33,7 +33,16 @@ pub fn complete(
     let sources = crate::release::manifest(desired);
     for (app, build) in &desired.builds {
         let dir = tmp.join("app").join(app);
-        match previous.filter(|p| p.builds.get(app) == Some(&build.key)) {
+        let prefix = format!("app/{app}/");
+        let intact = |p: &&ReleaseInfo| {
+            !crate::drift::tampered(host, layout, p)
+                .iter()
+                .any(|k| k.starts_with(&prefix))
+        };
+        match previous
+            .filter(|p| p.builds.get(app) == Some(&build.key))
+            .filter(intact)
+        {
             Some(prev) => {
                 // Same source, steps and user: the previous build, hard-linked.
                 host.remove_dir_all(&dir)
@@ -49,7 +58,7 @@ pub fn complete(
                     host.build(&dir, build.user.as_deref(), &build.steps, timeout)
                         .map_err(|source| ApplyError::Build {
                             app: app.clone(),
-                            source,
+                            source: Box::new(source),
                         })?;
                 }
             }
@@ -76,18 +85,21 @@ fn link_shared(
         return Ok(());
     }
     let root = layout.shared(app);
-    if !host.exists(&root) {
-        host.create_dir_all(&root)
-            .map_err(ApplyError::io("create", &root))?;
-        host.chown_to(&root, build.user.as_deref())
-            .map_err(ApplyError::from)?;
-    }
+    host.create_dir_all(&root)
+        .map_err(ApplyError::io("create", &root))?;
+    // Every time: a run killed between the two must not leave it root's.
+    host.chown_to(&root, build.user.as_deref())
+        .map_err(ApplyError::from)?;
     for path in &build.shared {
         let (inside, shared) = (dir.join(path), root.join(path));
         if host.exists(&inside) && !host.exists(&shared) {
-            host.copy_tree(&inside, &shared, false)
-                .map_err(ApplyError::io("seed", &shared))?;
-            host.chown_to(&shared, build.user.as_deref())
+            if let Some(parent) = shared.parent().filter(|p| *p != root) {
+                host.create_dir_all(parent)
+                    .map_err(ApplyError::io("create", parent))?;
+                host.chown_to(parent, build.user.as_deref())
+                    .map_err(ApplyError::from)?;
+            }
+            host.seed(&inside, &shared, build.user.as_deref())
                 .map_err(ApplyError::from)?;
         }
         if host.exists(&inside) {
@@ -120,6 +132,8 @@ fn walk(host: &dyn Host, dir: &Path, rel: &Path, out: &mut BTreeMap<String, File
         }
         if host.list_dir(&path).is_ok() {
             walk(host, &path, &rel, out);
+        } else if !host.is_file(&path) {
+            continue; // FIFOs and the like are not release content
         } else if let Ok(bytes) = host.read(&path) {
             let entry = FileEntry {
                 sha256: hex::encode(Sha256::digest(&bytes)),

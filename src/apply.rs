@@ -49,7 +49,7 @@ pub fn apply(
     state: &mut State,
     keep_releases: usize,
 ) -> Result<Result<Outcome, Failure>, ApplyError> {
-    write_journal(host, layout, Phase::Forward, None, plan)?;
+    write_journal(host, layout, Phase::Forward, None, false, plan)?;
     let mut steps = Steps {
         host,
         layout,
@@ -80,7 +80,16 @@ pub fn apply(
             } else {
                 Phase::Abort
             };
-            undo(host, layout, plan, phase, &error.to_string(), state)?;
+            let quarantine = error.is_the_commits_fault() && !same_commit(host, layout, plan);
+            undo(
+                host,
+                layout,
+                plan,
+                phase,
+                &error.to_string(),
+                quarantine,
+                state,
+            )?;
             return Ok(Err(match phase {
                 Phase::Rollback => Failure::RolledBack(error),
                 _ => Failure::Aborted(error),
@@ -110,22 +119,36 @@ pub fn apply(
     }))
 }
 
-/// Run the abort or rollback list of `plan`, record the outcome and quarantine
-/// the commit. Undo steps that fail are reported and skipped: stopping half-way
-/// back would be worse.
+/// Whether `plan` re-deploys the commit the host already runs (a drift
+/// repair, a re-render after an upgrade): a failure of that is no reason to
+/// quarantine the commit the host is on.
+fn same_commit(host: &dyn Host, layout: &Layout, plan: &Plan) -> bool {
+    plan.previous
+        .as_ref()
+        .and_then(|id| release::ReleaseInfo::load(host, layout, id))
+        .is_some_and(|info| info.commit == plan.commit)
+}
+
+/// Run the abort or rollback list of `plan`, record the outcome and (if
+/// `quarantine`) quarantine the commit. Every undo step is tried even when
+/// one fails; if any failed, the journal is kept so the next run tries the
+/// undo again, and the state is left alone.
 pub(crate) fn undo(
     host: &dyn Host,
     layout: &Layout,
     plan: &Plan,
     phase: Phase,
     reason: &str,
+    quarantine: bool,
     state: &mut State,
 ) -> Result<(), ApplyError> {
-    write_journal(host, layout, phase, Some(reason), plan)?;
-    let list = if phase == Phase::Rollback {
-        &plan.rollback
-    } else {
-        &plan.abort
+    if let Err(e) = write_journal(host, layout, phase, Some(reason), quarantine, plan) {
+        // Undo anyway: stopping here would leave the failed release live.
+        eprintln!("warning: cannot record the undo in the journal: {e}");
+    }
+    let (list, label) = match phase {
+        Phase::Rollback => (&plan.rollback, "rollback"),
+        _ => (&plan.abort, "undo"),
     };
     let mut steps = Steps {
         host,
@@ -133,18 +156,16 @@ pub(crate) fn undo(
         desired: None,
         calls: 0,
     };
+    let mut failed = Vec::new();
     for action in list {
-        println!(
-            "  {}: {action}",
-            if phase == Phase::Rollback {
-                "rollback"
-            } else {
-                "undo"
-            }
-        );
+        println!("  {label}: {action}");
         if let Err(error) = steps.run(action) {
             eprintln!("warning: {action} failed while undoing: {error}");
+            failed.push(format!("{action}: {error}"));
         }
+    }
+    if !failed.is_empty() {
+        return Err(ApplyError::UndoIncomplete { failed });
     }
     state.deployed = plan.previous.as_ref().and_then(|id| {
         let info = release::ReleaseInfo::load(host, layout, id)?;
@@ -156,21 +177,22 @@ pub(crate) fn undo(
         })
     });
     state.owned = plan.owned_before.clone();
-    state.add_quarantine(Quarantined {
-        commit: plan.commit.clone(),
-        reason: reason.to_string(),
-        at: now(),
-    });
+    if quarantine {
+        state.add_quarantine(Quarantined {
+            commit: plan.commit.clone(),
+            reason: reason.to_string(),
+            at: now(),
+        });
+    }
+    let result = match phase {
+        Phase::Rollback => "rolled back",
+        _ => "refused",
+    };
     state.record(Event {
         at: now(),
         commit: plan.commit.clone(),
         release: plan.release.clone(),
-        result: if phase == Phase::Rollback {
-            "rolled back"
-        } else {
-            "refused"
-        }
-        .into(),
+        result: result.into(),
         trigger: plan.trigger.clone(),
     });
     if phase == Phase::Rollback {
@@ -247,10 +269,20 @@ impl Steps<'_> {
                 host.create_dir_all(&dir)
                     .map_err(ApplyError::io("create", &dir))?;
                 let to = dir.join(format!("{release}.tar.gz"));
+                if host.exists(&to) {
+                    // A resumed run: keep the archive taken before the first try.
+                    return Ok(());
+                }
+                let partial = dir.join(format!(".{release}.tar.gz.partial"));
                 self.call(HostCall::Snapshot {
                     from: host.real(&shared),
-                    to: host.real(&to),
+                    to: host.real(&partial),
                 })?;
+                if host.exists(&partial) {
+                    // (A sandbox only records the archive command.)
+                    host.rename(&partial, &to)
+                        .map_err(ApplyError::io("rename", &to))?;
+                }
                 prune_backups(host, &dir)
             }
             Action::Hook { hook, release } => {
@@ -260,11 +292,19 @@ impl Steps<'_> {
                 } else {
                     layout.release(release)
                 };
-                self.call(HostCall::Hook {
+                let backup = layout.backups(&hook.app).join(format!("{release}.tar.gz"));
+                self.calls += 1;
+                let call = HostCall::Hook {
                     dir: host.real(&dir),
                     user: hook.user.clone(),
                     command: hook.command.clone(),
                     timeout_secs: hook.timeout_secs,
+                };
+                host.run(&call).map_err(|source| ApplyError::Hook {
+                    app: hook.app.clone(),
+                    pre_switch: hook.pre_switch,
+                    backup: (hook.pre_switch && host.exists(&backup)).then(|| host.real(&backup)),
+                    source: Box::new(source),
                 })
             }
             Action::Discard(id) => {
@@ -293,6 +333,7 @@ const KEEP_SNAPSHOTS: usize = 3;
 
 fn prune_backups(host: &dyn Host, dir: &Path) -> Result<(), ApplyError> {
     let mut names = host.list_dir(dir).map_err(ApplyError::io("list", dir))?;
+    names.retain(|n| !n.starts_with('.'));
     names.sort();
     let excess = names.len().saturating_sub(KEEP_SNAPSHOTS);
     for name in names.into_iter().take(excess) {

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, symlink};
+use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -13,6 +13,9 @@ use std::time::Duration;
 use nix::unistd::{Gid, Uid, User};
 
 use crate::process::{CommandError, run_command};
+
+/// How long seeding an app's shared data may take.
+pub const SEED_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Who a build or hook runs as.
 #[derive(Debug, Clone, Copy)]
@@ -96,26 +99,104 @@ pub fn run_as(
     }
 }
 
-/// Give `path` and everything below it to `account` (links are not followed).
-pub fn chown_tree(path: &Path, account: Account) -> io::Result<()> {
+/// Give `path` and everything below it to `account`, walking by file
+/// descriptor and never following a link, so a process of the app user that
+/// swaps a directory for a symlink mid-walk cannot redirect it. With
+/// `lock_down`, group/other write and set-id bits are cleared as well: the
+/// tree becomes read-only for everyone but root.
+pub fn chown_tree(path: &Path, account: Account, lock_down: bool) -> io::Result<()> {
+    use rustix::fs::{CWD, Mode, OFlags, fchmod, fchown, fstat, openat};
     if !Uid::effective().is_root() {
         return Ok(());
     }
-    let meta = fs::symlink_metadata(path)?;
-    if meta.uid() != account.uid || meta.gid() != account.gid {
-        std::os::unix::fs::lchown(path, Some(account.uid), Some(account.gid))?;
+    let top = openat(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let (uid, gid) = (
+        Some(rustix::fs::Uid::from_raw(account.uid)),
+        Some(rustix::fs::Gid::from_raw(account.gid)),
+    );
+    fchown(&top, uid, gid)?;
+    if lock_down {
+        let mode = fstat(&top)?.st_mode & 0o7777 & !0o7022;
+        fchmod(&top, Mode::from_raw_mode(mode))?;
     }
-    if meta.is_dir() {
-        for entry in fs::read_dir(path)? {
-            chown_tree(&entry?.path(), account)?;
+    chown_below(&top, account, lock_down)
+}
+
+/// Give `path` itself (not what is below it) to `account`, without following
+/// a link at `path`.
+pub fn chown_one(path: &Path, account: Account) -> io::Result<()> {
+    use rustix::fs::{CWD, Mode, OFlags, fchown, openat};
+    if !Uid::effective().is_root() {
+        return Ok(());
+    }
+    let fd = openat(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    fchown(
+        &fd,
+        Some(rustix::fs::Uid::from_raw(account.uid)),
+        Some(rustix::fs::Gid::from_raw(account.gid)),
+    )?;
+    Ok(())
+}
+
+fn chown_below(dir: &rustix::fd::OwnedFd, account: Account, lock_down: bool) -> io::Result<()> {
+    use rustix::fs::{
+        AtFlags, Dir, FileType, Mode, OFlags, chownat, fchmod, fchown, fstat, openat, statat,
+    };
+    let (uid, gid) = (
+        Some(rustix::fs::Uid::from_raw(account.uid)),
+        Some(rustix::fs::Gid::from_raw(account.gid)),
+    );
+    let names: Vec<std::ffi::CString> = Dir::read_from(dir)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_owned())
+        .filter(|name| name.as_bytes() != b"." && name.as_bytes() != b"..")
+        .collect();
+    for name in names {
+        let stat = statat(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::Symlink => {
+                chownat(dir, name.as_c_str(), uid, gid, AtFlags::SYMLINK_NOFOLLOW)?
+            }
+            kind => {
+                let flags = OFlags::RDONLY
+                    | OFlags::NOFOLLOW
+                    | OFlags::CLOEXEC
+                    | OFlags::NONBLOCK
+                    | OFlags::NOCTTY;
+                let flags = if kind == FileType::Directory {
+                    flags | OFlags::DIRECTORY
+                } else {
+                    flags
+                };
+                // Fails (ELOOP/ENOTDIR) if the entry was swapped for a link since.
+                let fd = openat(dir, name.as_c_str(), flags, Mode::empty())?;
+                fchown(&fd, uid, gid)?;
+                if lock_down {
+                    let mode = fstat(&fd)?.st_mode & 0o7777 & !0o7022;
+                    fchmod(&fd, Mode::from_raw_mode(mode))?;
+                }
+                if kind == FileType::Directory {
+                    chown_below(&fd, account, lock_down)?;
+                }
+            }
         }
     }
     Ok(())
 }
 
-/// Copy `from` to `to` (which must not exist): files hard-linked when
-/// `hard_link` (a build reused from the previous release, which nobody
-/// writes), copied otherwise (data seeded into a shared directory).
+/// Copy `from` to `to` (which must not exist) as root: files hard-linked
+/// when `hard_link`. Only for trees nobody else can write (releases); data
+/// for a shared directory is seeded by `run_as` the app user instead.
 pub fn copy_tree(from: &Path, to: &Path, hard_link: bool) -> io::Result<()> {
     let meta = fs::symlink_metadata(from)?;
     if meta.file_type().is_symlink() {

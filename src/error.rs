@@ -46,14 +46,14 @@ pub enum Error {
     #[error("state file {path}: {message}")]
     State { path: PathBuf, message: String },
     #[error(
-        "commit {commit} refused before the switch: {cause}\nThe host was not changed; the commit is quarantined. Fix it and push, or retry with --force."
+        "commit {commit} refused before the switch: {cause}\nNothing was restarted or reloaded: the host runs what it ran before. Unless the failure was the host's own (I/O), the commit is quarantined: fix it and push, or retry with --force."
     )]
     Refused {
         commit: String,
         cause: Box<ApplyError>,
     },
     #[error(
-        "commit {commit} failed after the switch and was rolled back to release {previous}: {cause}\nThe commit is quarantined. Fix it and push, or retry with --force."
+        "commit {commit} failed after the switch and was rolled back to release {previous}: {cause}\nUnless the failure was the host's own (I/O), the commit is quarantined: fix it and push, or retry with --force."
     )]
     RolledBack {
         commit: String,
@@ -171,6 +171,10 @@ pub enum InvalidError {
         "{path} exists and is not managed by plumb; move it away (or delete it) and run again. Nothing was changed"
     )]
     NotOwned { path: PathBuf },
+    #[error(
+        "{path} is managed by plumb but was replaced by hand with something that is not its link; compare it with the release, move it away, and run again. Nothing was changed"
+    )]
+    ReplacedByHand { path: PathBuf },
 }
 
 /// Changing the host failed part-way.
@@ -187,8 +191,36 @@ pub enum ApplyError {
     #[error("build of app {app} failed: {source}")]
     Build {
         app: String,
-        source: crate::host::CommandError,
+        source: Box<crate::host::CommandError>,
     },
+    #[error("{} hook of app {app} failed: {source}{}", if *pre_switch { "pre-switch" } else { "post-switch" }, backup.as_ref().map(|b| format!("\nThe app's shared data was archived before it: {}", b.display())).unwrap_or_default())]
+    Hook {
+        app: String,
+        pre_switch: bool,
+        backup: Option<PathBuf>,
+        source: Box<crate::host::CommandError>,
+    },
+    #[error(
+        "undoing the failed deploy did not finish; these steps failed:\n  {}\nThe host may run parts of both releases. The journal is kept: the next run tries the undo again. Check `plumb status`.",
+        failed.join("\n  ")
+    )]
+    UndoIncomplete { failed: Vec<String> },
+    #[error(
+        "journal {path} cannot be read ({message}); it may belong to another plumb version. Check the host with `plumb status`, then move the journal away"
+    )]
+    Journal { path: PathBuf, message: String },
+}
+
+impl ApplyError {
+    /// Whether the failure is the commit's doing (a build, hook, check or
+    /// validation that failed), as opposed to the host's (I/O): only the
+    /// former quarantines the commit.
+    pub fn is_the_commits_fault(&self) -> bool {
+        matches!(
+            self,
+            ApplyError::Command(_) | ApplyError::Build { .. } | ApplyError::Hook { .. }
+        )
+    }
 }
 
 impl ApplyError {

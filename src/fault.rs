@@ -119,4 +119,11 @@ impl<H: Host> Host for KillAt<H> {
     fn user_exists(&self, name: &str) -> bool {
         self.inner.user_exists(name)
     }
+    fn seed(&self, from: &Path, to: &Path, user: Option<&str>) -> Result<(), CommandError> {
+        self.step();
+        self.inner.seed(from, to, user)
+    }
+    fn is_file(&self, path: &Path) -> bool {
+        self.inner.is_file(path)
+    }
 }

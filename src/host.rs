@@ -170,8 +170,13 @@ pub trait Host {
     ) -> Result<(), CommandError>;
     /// Copy a tree to a new path; files hard-linked when `hard_link`.
     fn copy_tree(&self, from: &Path, to: &Path, hard_link: bool) -> io::Result<()>;
-    /// Give a path and everything below it to an app's user.
+    /// Give a path (not what is below it) to an app's user.
     fn chown_to(&self, path: &Path, user: Option<&str>) -> Result<(), CommandError>;
+    /// Copy `from` to `to` as the app's user: seeds its shared data, in a
+    /// directory that user owns, without root ever writing there.
+    fn seed(&self, from: &Path, to: &Path, user: Option<&str>) -> Result<(), CommandError>;
+    /// Whether `path` is a regular file (not a link, FIFO, directory, …).
+    fn is_file(&self, path: &Path) -> bool;
     /// Whether a system user exists.
     fn user_exists(&self, name: &str) -> bool;
 
@@ -271,17 +276,33 @@ impl Host for RealHost {
     ) -> Result<(), CommandError> {
         let dir = self.real(dir);
         let account = build::account(user, self.sandbox_user())?;
-        let give = |to| {
-            build::chown_tree(&dir, to).map_err(|source| CommandError::Spawn {
+        let give = |to, lock_down| {
+            build::chown_tree(&dir, to, lock_down).map_err(|source| CommandError::Spawn {
                 command: format!("chown -R {}", dir.display()),
                 source,
             })
         };
-        give(account)?;
+        give(account, false)?;
         for step in steps {
             build::run_as(account, &dir, step, timeout)?;
         }
-        give(build::Account { uid: 0, gid: 0 })
+        // Back to root, and no longer writable by the app: it cannot change its own code.
+        give(build::Account { uid: 0, gid: 0 }, true)
+    }
+
+    fn seed(&self, from: &Path, to: &Path, user: Option<&str>) -> Result<(), CommandError> {
+        let account = build::account(user, self.sandbox_user())?;
+        let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+        let command = format!(
+            "cp -a -- {} {}",
+            quote(&self.real(from)),
+            quote(&self.real(to))
+        );
+        build::run_as(account, Path::new("/"), &command, build::SEED_TIMEOUT)
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        fs::symlink_metadata(self.real(path)).is_ok_and(|m| m.is_file())
     }
 
     fn copy_tree(&self, from: &Path, to: &Path, hard_link: bool) -> io::Result<()> {
@@ -291,7 +312,7 @@ impl Host for RealHost {
     fn chown_to(&self, path: &Path, user: Option<&str>) -> Result<(), CommandError> {
         let path = self.real(path);
         let account = build::account(user, self.sandbox_user())?;
-        build::chown_tree(&path, account).map_err(|source| CommandError::Spawn {
+        build::chown_one(&path, account).map_err(|source| CommandError::Spawn {
             command: format!("chown -R {}", path.display()),
             source,
         })

@@ -26,6 +26,9 @@ pub struct Journal {
     pub phase: Phase,
     /// Why an abort or rollback started.
     pub reason: Option<String>,
+    /// Whether the commit is to be quarantined once the undo is done.
+    #[serde(default)]
+    pub quarantine: bool,
     pub plan: Plan,
 }
 
@@ -41,12 +44,12 @@ pub fn resume(
     let Ok(bytes) = host.read(&path) else {
         return Ok(None);
     };
-    let Ok(journal) = serde_json::from_slice::<Journal>(&bytes) else {
-        // A torn journal was never acted on: it is written before the first step.
-        host.remove_file(&path)
-            .map_err(ApplyError::io("remove", &path))?;
-        return Ok(Some("discarded an unfinished journal".into()));
-    };
+    // Journals are written atomically: one that does not parse was written
+    // by another plumb version, and may have been acted on.
+    let journal = serde_json::from_slice::<Journal>(&bytes).map_err(|e| ApplyError::Journal {
+        path: host.real(&path),
+        message: e.to_string(),
+    })?;
     let plan = &journal.plan;
     match journal.phase {
         Phase::Forward => {
@@ -78,7 +81,15 @@ pub fn resume(
                 .reason
                 .clone()
                 .unwrap_or_else(|| "interrupted".into());
-            undo(host, layout, plan, phase, &reason, state)?;
+            undo(
+                host,
+                layout,
+                plan,
+                phase,
+                &reason,
+                journal.quarantine,
+                state,
+            )?;
             Ok(Some(format!(
                 "finished undoing the deploy of {}",
                 short(&plan.commit)
@@ -93,11 +104,13 @@ pub(crate) fn write_journal(
     layout: &Layout,
     phase: Phase,
     reason: Option<&str>,
+    quarantine: bool,
     plan: &Plan,
 ) -> Result<(), ApplyError> {
     let journal = Journal {
         phase,
         reason: reason.map(str::to_string),
+        quarantine,
         plan: plan.clone(),
     };
     let bytes = serde_json::to_vec(&journal).expect("journal serialises");

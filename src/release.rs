@@ -113,6 +113,17 @@ pub fn desired_of(
         health: info.health.clone(),
         ..Desired::default()
     };
+    // Only the keys matter once built: the planner compares them.
+    for (app, key) in &info.builds {
+        let build = crate::desired::AppBuild {
+            user: None,
+            steps: Vec::new(),
+            timeout_secs: 0,
+            shared: Vec::new(),
+            key: key.clone(),
+        };
+        desired.builds.insert(app.clone(), build);
+    }
     for (path, entry) in &info.manifest {
         let bytes = host.read(&dir.join(path))?;
         let mode = u32::from_str_radix(&entry.mode, 8).unwrap_or(0o644);

@@ -92,7 +92,11 @@ fn previous(
         .rev()
         .filter(|e| e.result == "deployed")
         .filter_map(|e| e.release.clone())
-        .find(|id| id != current && ReleaseInfo::load(host, layout, id).is_some());
+        .find(|id| {
+            id != current
+                && ReleaseInfo::load(host, layout, id)
+                    .is_some_and(|info| state.quarantined(&info.commit).is_none())
+        });
     from_history.or_else(|| {
         let mut ids = host.list_dir(&layout.releases()).ok()?;
         ids.sort();

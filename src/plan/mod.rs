@@ -126,6 +126,9 @@ pub fn plan(
             PathState::Missing => new_links.push(path.clone()),
             PathState::Link(_) if ours(path) => {}
             PathState::Link(_) if observed.owned.contains(path) => repairs.push(path.clone()),
+            _ if observed.owned.contains(path) => {
+                return Err(InvalidError::ReplacedByHand { path: path.clone() });
+            }
             _ => return Err(InvalidError::NotOwned { path: path.clone() }),
         }
         match (before.get(&key(path)), after.get(&key(path))) {
@@ -226,19 +229,6 @@ pub fn plan(
     if rebuild && !observed.release_exists {
         actions.push(Action::BuildRelease(new_release.to_string()));
     }
-    let pre_hooks = hooks_for(true);
-    let mut snapshotted = BTreeSet::new();
-    for hook in &pre_hooks {
-        if let Action::Hook { hook, release } = hook
-            && snapshotted.insert(hook.app.clone())
-        {
-            actions.push(Action::Snapshot {
-                app: hook.app.clone(),
-                release: release.clone(),
-            });
-        }
-        actions.push(hook.clone());
-    }
     if let Some(prev) = &previous {
         for path in &removed_units {
             actions.push(Action::Pin {
@@ -279,6 +269,21 @@ pub fn plan(
             .map(Action::Link),
     );
 
+    // Pre-switch hooks (migrations) only once the commit passed validation,
+    // after a backup of the app's shared data, as DESIGN orders them.
+    let pre_hooks = hooks_for(true);
+    let mut snapshotted = BTreeSet::new();
+    for hook in &pre_hooks {
+        if let Action::Hook { hook, release } = hook
+            && snapshotted.insert(hook.app.clone())
+        {
+            actions.push(Action::Snapshot {
+                app: hook.app.clone(),
+                release: release.clone(),
+            });
+        }
+        actions.push(hook.clone());
+    }
     actions.push(Action::Commit);
     for unit in old_units.iter().filter(|u| !desired.units.contains(u)) {
         actions.push(Action::DisableNow(unit.clone()));

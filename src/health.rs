@@ -14,7 +14,10 @@ pub fn wait(check: &HealthCheck) -> Result<(), CommandError> {
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let error = match probe(&check.probe) {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        let error = match probe(&check.probe, left) {
             Ok(()) => return Ok(()),
             Err(error) => error,
         };
@@ -32,7 +35,7 @@ pub fn wait(check: &HealthCheck) -> Result<(), CommandError> {
 }
 
 /// One attempt; the error says what was seen.
-fn probe(probe: &Probe) -> Result<(), String> {
+fn probe(probe: &Probe, left: Duration) -> Result<(), String> {
     match probe {
         Probe::Http { url, status } => {
             let agent = ureq::Agent::config_builder()
@@ -58,6 +61,8 @@ fn probe(probe: &Probe) -> Result<(), String> {
                 .map(drop)
                 .map_err(|e| e.to_string())
         }
-        Probe::Command { argv } => host::execute(argv).map_err(|e| e.to_string()),
+        Probe::Command { argv } => {
+            host::execute_with_timeout(argv, left).map_err(|e| e.to_string())
+        }
     }
 }

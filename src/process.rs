@@ -49,7 +49,7 @@ pub enum CommandError {
 
 fn tail(stderr: &str) -> String {
     let lines: Vec<&str> = stderr.trim_end().lines().collect();
-    let start = lines.len().saturating_sub(10);
+    let start = lines.len().saturating_sub(40);
     if lines.is_empty() {
         String::new()
     } else {
@@ -82,7 +82,9 @@ pub fn run_command(mut cmd: Command, label: &str, timeout: Duration) -> Result<(
     use wait_timeout::ChildExt;
 
     let command = label.to_string();
+    use std::os::unix::process::CommandExt;
     let mut child = cmd
+        .process_group(0)
         // Set only so libgit2 skips the CA bundle; children must not inherit it.
         .env_remove("SSL_CERT_FILE")
         .stdin(Stdio::null())
@@ -94,15 +96,24 @@ pub fn run_command(mut cmd: Command, label: &str, timeout: Duration) -> Result<(
             source,
         })?;
     let mut pipe = child.stderr.take().expect("stderr is piped");
-    let reader = std::thread::spawn(move || {
+    let (sender, output) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut text = String::new();
         let _ = pipe.read_to_string(&mut text);
-        text
+        let _ = sender.send(text);
     });
+    // The child leads its own process group: a timeout kills everything it
+    // started (`a && b`, pipelines, background jobs), not just the shell.
+    let group = rustix::process::Pid::from_raw(child.id() as i32);
+    let kill_group = || {
+        if let Some(group) = group {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    };
     let status = match child.wait_timeout(timeout) {
         Ok(Some(status)) => status,
         Ok(None) => {
-            let _ = child.kill();
+            kill_group();
             let _ = child.wait();
             return Err(CommandError::Timeout {
                 command,
@@ -111,7 +122,19 @@ pub fn run_command(mut cmd: Command, label: &str, timeout: Duration) -> Result<(
         }
         Err(source) => return Err(CommandError::Spawn { command, source }),
     };
-    let stderr = reader.join().unwrap_or_default();
+    // Something it left in the background may still hold the pipe: wait a
+    // little for the output, then stop those leftovers.
+    let stderr = output
+        .recv_timeout(Duration::from_secs(2))
+        .unwrap_or_else(|_| {
+            kill_group();
+            output
+                .recv_timeout(Duration::from_secs(2))
+                .unwrap_or_default()
+        });
+    if !stderr.trim().is_empty() {
+        tracing::info!("`{command}` output:\n{}", stderr.trim_end());
+    }
     match (status.code(), status.signal()) {
         (Some(0), _) => Ok(()),
         (Some(code), _) => Err(CommandError::Exit {

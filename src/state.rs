@@ -29,6 +29,10 @@ pub struct State {
     /// Rollbacks after a failed switch, ever (for metrics).
     #[serde(default)]
     pub rollbacks_total: u64,
+    /// The release each unit was last (re)started on: its processes may
+    /// still use it, so pruning keeps it.
+    #[serde(default)]
+    pub started_on: std::collections::BTreeMap<String, String>,
 }
 
 /// A commit that failed to deploy, and why.
@@ -111,6 +115,29 @@ impl State {
         self.quarantine.push(entry);
         let excess = self.quarantine.len().saturating_sub(HISTORY);
         self.quarantine.drain(..excess);
+    }
+
+    /// Note the units `actions` (re)started on `release`, and forget the
+    /// units they stopped.
+    pub fn note_starts(&mut self, actions: &[crate::action::Action], release: &str) {
+        use crate::action::Action;
+        for action in actions {
+            match action {
+                // Only services run processes that can hold on to a release.
+                Action::Restart { unit, .. }
+                | Action::Reload { unit, .. }
+                | Action::Start { unit, .. }
+                | Action::EnableNow(unit)
+                    if unit.ends_with(".service") =>
+                {
+                    self.started_on.insert(unit.clone(), release.to_string());
+                }
+                Action::DisableNow(unit) => {
+                    self.started_on.remove(unit);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Append to the history, keeping the last few entries.

@@ -14,6 +14,8 @@ use crate::release::{self, Layout, ReleaseInfo};
 use crate::render::{self, HostFacts};
 use crate::repo;
 use crate::settings::Settings;
+use sha2::Digest;
+
 use crate::source::{Mirror, Remote};
 use crate::state::State;
 use crate::tree::Tree;
@@ -53,11 +55,18 @@ pub fn fetch_app_trees(
     let mut trees = BTreeMap::new();
     for (name, app) in &input.apps {
         let Some(git) = &app.git else { continue };
-        let mirror = Mirror::open(&mirrors.join(format!("{name}.git")))?;
-        let remote = Remote {
+        // One mirror per app *and* URL: a changed URL never reuses old tags.
+        let key = hex::encode(&sha2::Sha256::digest(git.url.as_bytes())[..6]);
+        let mirror = Mirror::open(&mirrors.join(format!("{name}-{key}.git")))?;
+        let mut remote = Remote {
             url: git.url.clone(),
             ..settings.remote.clone()
         };
+        // The host's credentials go only to the deploy repo's own server.
+        if remote.host() != settings.remote.host() {
+            remote.ssh_key = None;
+            remote.token_file = None;
+        }
         let commit = mirror.pinned(&remote, &git.rev)?;
         trees.insert(name.clone(), mirror.tree(&commit, "")?);
     }

@@ -22,6 +22,48 @@ pub struct Options {
     pub trigger: String,
 }
 
+/// Repair drift of the current release (links, tampered files, stopped
+/// units) without deploying anything new: what a run does while the branch
+/// head is quarantined.
+fn repair_current(
+    settings: &Settings,
+    host: &dyn Host,
+    state: &mut State,
+    options: &Options,
+) -> Result<(), Error> {
+    let layout = &settings.layout;
+    if drift::detect(host, layout, state).is_empty() {
+        return Ok(());
+    }
+    let Some(info) = release::current_id(host, layout)
+        .and_then(|id| crate::release::ReleaseInfo::load(host, layout, &id))
+    else {
+        return Ok(());
+    };
+    let desired = release::desired_of(host, layout, &info).map_err(
+        crate::error::ApplyError::io("read", layout.release(&info.id)),
+    )?;
+    let mut observed = common::observe(host, layout, state, &desired);
+    if !observed.tampered.is_empty() {
+        // Rebuilding needs the commit rendered again: that waits for a deployable head.
+        eprintln!(
+            "warning: files of release {} were modified; they are repaired by the next deploy",
+            info.id
+        );
+        observed.tampered.clear();
+    }
+    observed.release_exists = true;
+    let mut plan = plan::plan(&desired, &observed, &info.id)?;
+    if plan.is_empty() {
+        return Ok(());
+    }
+    plan.trigger = options.trigger.clone();
+    println!("repairing release {} ({})", info.id, short(&info.commit));
+    common::print_plan(&plan);
+    common::execute(settings, host, &plan, &desired, state)?;
+    Ok(())
+}
+
 /// `run`, then the metrics file (if configured) with how it went.
 pub fn run_with_metrics(
     settings: &Settings,
@@ -56,11 +98,15 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
     let mirror = Mirror::open(&host.real(&layout.mirror()))?;
     let commit = mirror.fetch(&settings.remote, &settings.branch)?;
     if !options.force {
-        if let Some(q) = state.quarantined(&commit) {
+        if let Some(q) = state.quarantined(&commit).cloned() {
+            // Stay on the current release, but keep it whole.
+            if !options.dry_run {
+                repair_current(settings, host, &mut state, options)?;
+            }
             return Err(Error::Quarantined {
                 commit: short(&commit).to_string(),
-                at: q.at.clone(),
-                reason: q.reason.clone(),
+                at: q.at,
+                reason: q.reason,
                 release: release::current_id(host, layout).unwrap_or_else(|| "(none)".into()),
             });
         }

@@ -21,6 +21,19 @@ pub struct Remote {
 }
 
 impl Remote {
+    /// The server this remote is on (`None` for local paths).
+    pub fn host(&self) -> Option<String> {
+        if is_scp_like(&self.url) || self.url.starts_with("ssh://") {
+            return ssh_host_port(&self.url).map(|(host, port)| format!("{host}:{port}"));
+        }
+        let url = url::Url::parse(&self.url).ok()?;
+        Some(format!(
+            "{}:{}",
+            url.host_str()?,
+            url.port_or_known_default().unwrap_or(0)
+        ))
+    }
+
     /// The URL without any `user:password@`, for messages and logs.
     pub fn shown(&self) -> String {
         match url::Url::parse(&self.url) {

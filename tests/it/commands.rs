@@ -211,3 +211,21 @@ fn validate_checks_every_host_and_lists_all_problems() {
         "{stdout}"
     );
 }
+
+#[test]
+fn while_the_head_is_quarantined_the_current_release_is_still_repaired() {
+    let repo = GitRepo::example_minimal();
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    restart_sec(&repo, 5, 9);
+    sandbox.reconcile(&repo).ok();
+    sandbox.plumb(&["rollback", "--repo", &repo.url()]).ok();
+    fs::remove_file(sandbox.path("/etc/microblog/config.yaml")).unwrap();
+    let run = sandbox.reconcile(&repo).fails_with(8, "quarantined");
+    assert!(
+        run.stdout.contains("relink /etc/microblog/config.yaml"),
+        "{}",
+        run.stdout
+    );
+    assert!(sandbox.path("/etc/microblog/config.yaml").exists());
+}

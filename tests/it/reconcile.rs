@@ -235,11 +235,20 @@ fn old_releases_are_pruned_but_current_and_previous_stay() {
     let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     for i in 0..7 {
-        repo.write("templates/extra.txt", &format!("{i}\n"));
-        let yaml = repo
-            .read("deploy.yaml")
-            .replace("app_version: \"1.0\"", &format!("app_version: \"1.{i}\""));
-        repo.write("deploy.yaml", &yaml).commit(&format!("v{i}"));
+        // Each commit changes the app's config: the service restarts on each release.
+        let yaml = repo.read("deploy.yaml");
+        let yaml: Vec<String> = yaml
+            .lines()
+            .map(|l| {
+                if l.starts_with("  app_version:") {
+                    format!("  app_version: \"2.{i}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        repo.write("deploy.yaml", &(yaml.join("\n") + "\n"))
+            .commit(&format!("v{i}"));
         sandbox.reconcile(&repo).ok();
     }
     let releases = sandbox.releases();
@@ -287,4 +296,31 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     assert!(run.stdout.contains("dry run: nothing was changed"));
     assert!(!sandbox.state_dir().join("current").exists());
     assert!(!sandbox.path(SITE).exists());
+}
+
+#[test]
+fn the_release_a_running_service_started_on_is_never_pruned() {
+    let repo = GitRepo::example_minimal();
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    let started_on = sandbox.current_release();
+    // Six deploys that only touch nginx: the service keeps running on the first release.
+    for i in 0..6 {
+        let yaml = repo.read("deploy.yaml");
+        let yaml = yaml.replacen(
+            "immutable: [/assets/",
+            &format!("immutable: [/a{i}/, /assets/"),
+            1,
+        );
+        repo.write("deploy.yaml", &yaml)
+            .commit(&format!("site {i}"));
+        sandbox.reconcile(&repo).ok();
+    }
+    let releases = sandbox.releases();
+    assert!(releases.contains(&started_on), "{releases:?}");
+    assert_eq!(
+        releases.len(),
+        6,
+        "5 kept, plus the one microblog.service runs from: {releases:?}"
+    );
 }

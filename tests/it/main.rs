@@ -6,6 +6,7 @@ mod build;
 mod commands;
 mod converge;
 mod crash;
+mod daemon;
 mod e2e;
 mod example;
 mod fetch;

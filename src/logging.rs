@@ -1,6 +1,8 @@
-//! Logging set-up: human lines on stderr, `-v` for detail, `RUST_LOG` wins.
+//! Logging set-up: human lines on stderr, `-v` for detail, `RUST_LOG`
+//! (targets and levels, e.g. `plumb=debug,warn`) wins.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 /// Install the global subscriber; `verbose` counts `-v` flags.
 pub fn init(verbose: u8) {
@@ -9,11 +11,17 @@ pub fn init(verbose: u8) {
         1 => "plumb=debug,warn",
         _ => "plumb=trace,debug",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| default.parse().expect("valid default filter"));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .without_time(),
+        )
+        .with(filter)
         .init();
 }

@@ -1,7 +1,9 @@
 //! `plumb run`: the daemon. A single-threaded tokio runtime waits for the
-//! schedule, SIGHUP and the webhook; each reconcile runs on a blocking thread
-//! and takes the same lock as `reconcile --once`, so a timer run and the
-//! daemon never overlap. Under systemd it sends READY, STATUS and WATCHDOG.
+//! schedule, SIGHUP and the webhook; each reconcile is a fresh
+//! `plumb reconcile --once --wait` process with the same flags, so it takes
+//! the same lock as the timer's runs (they never overlap), a crash in it
+//! cannot take the daemon down, and the idle daemon stays small. Under
+//! systemd it sends READY, STATUS and WATCHDOG.
 
 use std::time::Duration;
 
@@ -14,39 +16,33 @@ use tokio::sync::mpsc;
 use crate::daemon::{self, Outcome, Trigger, World};
 use crate::error::{ConfigError, Error, exit};
 use crate::host::Host;
-use crate::settings::Settings;
-
-use super::reconcile::{self, Options};
+use crate::settings::{Flags, Settings};
 
 /// Where the daemon publishes its next run for `plumb status`.
 pub const NEXT_RUN: &str = "/run/plumb/next-run";
 
 struct Real {
     settings: Settings,
+    /// The common flags the daemon was started with, passed on to each run.
+    flags: Vec<std::ffi::OsString>,
 }
 
 impl World for Real {
     async fn reconcile(&mut self, trigger: Trigger) -> Outcome {
-        let settings = self.settings.clone();
-        let run = tokio::task::spawn_blocking(move || {
-            let options = Options {
-                wait: true,
-                trigger: trigger.as_str().into(),
-                ..Options::default()
-            };
-            reconcile::run_with_metrics(&settings, &settings.host(), &options)
-        });
-        match run.await {
-            Ok(Ok(_)) => Outcome::Done,
-            Ok(Err(error)) => {
-                eprintln!("error: {error}");
-                match error {
-                    Error::Fetch(_) => Outcome::FetchFailed,
-                    _ => Outcome::Done,
-                }
-            }
-            Err(panic) => {
-                eprintln!("error: reconcile panicked: {panic}");
+        let program = std::env::current_exe().unwrap_or_else(|_| "plumb".into());
+        let run = tokio::process::Command::new(program)
+            .args(["reconcile", "--once", "--wait"])
+            .args(&self.flags)
+            .env(TRIGGER_VAR, trigger.as_str())
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("NOTIFY_SOCKET")
+            .status()
+            .await;
+        match run.map(|s| s.code()) {
+            Ok(Some(code)) if code == i32::from(exit::FETCH) => Outcome::FetchFailed,
+            Ok(_) => Outcome::Done,
+            Err(e) => {
+                eprintln!("error: cannot start a reconcile: {e}");
                 Outcome::Done
             }
         }
@@ -74,16 +70,38 @@ impl World for Real {
     }
 }
 
+/// Tells a reconcile started by the daemon what triggered it.
+pub const TRIGGER_VAR: &str = "PLUMB_TRIGGER";
+
 /// Run the daemon until SIGTERM or SIGINT.
-pub fn run(settings: &Settings) -> Result<u8, Error> {
+pub fn run(settings: &Settings, flags: &Flags) -> Result<u8, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| ConfigError::Invalid(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(serve(settings.clone()))
+    runtime.block_on(serve(settings.clone(), pass_on(flags)))
 }
 
-async fn serve(settings: Settings) -> Result<u8, Error> {
+/// The flags to give each `plumb reconcile` the daemon starts.
+fn pass_on(flags: &Flags) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = Vec::new();
+    let mut add = |name: &str, value: Option<std::ffi::OsString>| {
+        if let Some(value) = value {
+            out.push(name.into());
+            out.push(value);
+        }
+    };
+    add("--config", flags.config.clone().map(Into::into));
+    add("--root", flags.root.clone().map(Into::into));
+    add("--repo", flags.repo.clone().map(Into::into));
+    add("--branch", flags.branch.clone().map(Into::into));
+    add("--path", flags.path.clone().map(Into::into));
+    add("--state-dir", flags.state_dir.clone().map(Into::into));
+    add("--hostname", flags.hostname.clone().map(Into::into));
+    out
+}
+
+async fn serve(settings: Settings, flags: Vec<std::ffi::OsString>) -> Result<u8, Error> {
     let (triggers, received) = mpsc::channel(1);
     let io = |what: &str, e: std::io::Error| ConfigError::Invalid(format!("{what}: {e}"));
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| io("SIGHUP handler", e))?;
@@ -149,6 +167,7 @@ async fn serve(settings: Settings) -> Result<u8, Error> {
     };
     let mut world = Real {
         settings: settings.clone(),
+        flags,
     };
     daemon::run(&settings.timing, &mut world, received, shutdown).await;
     let _ = sd_notify::notify(&[NotifyState::Stopping]);

@@ -23,8 +23,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
     }
     let settings = Settings::resolve(&flags)?;
     if let Command::Run = cli.command {
-        crate::source::prepare(&settings.remote);
-        return daemon::run(&settings);
+        return daemon::run(&settings, &flags);
     }
     crate::source::prepare(&settings.remote);
     match crate::fault::KillAt::from_env(settings.host()) {
@@ -41,17 +40,18 @@ fn dispatch(command: Command, settings: &Settings, host: &dyn Host) -> Result<u8
             force,
             wait,
         } => {
-            // systemd sets INVOCATION_ID for the runs of plumb.service (the timer).
-            let trigger = if std::env::var_os("INVOCATION_ID").is_some() {
-                "timer"
-            } else {
-                "manual"
+            // `plumb run` says why it started this run; systemd sets
+            // INVOCATION_ID for the runs of plumb.service (the timer).
+            let trigger = match std::env::var(daemon::TRIGGER_VAR) {
+                Ok(trigger) => trigger,
+                Err(_) if std::env::var_os("INVOCATION_ID").is_some() => "timer".into(),
+                Err(_) => "manual".into(),
             };
             let options = reconcile::Options {
                 dry_run,
                 force,
                 wait,
-                trigger: trigger.into(),
+                trigger,
             };
             reconcile::run_with_metrics(settings, host, &options)
         }

@@ -66,3 +66,54 @@ fn probe(probe: &Probe, left: Duration) -> Result<(), String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(probe: Probe) -> HealthCheck {
+        HealthCheck {
+            app: "web".into(),
+            probe,
+            timeout_ms: 300,
+            interval_ms: 50,
+        }
+    }
+
+    #[test]
+    fn tcp_passes_when_something_listens_and_fails_with_the_reason_when_not() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        wait(&check(Probe::Tcp {
+            address: address.clone(),
+        }))
+        .unwrap();
+        drop(listener);
+        let error = wait(&check(Probe::Tcp { address }))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("health check of web failed") && error.contains("refused"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_command_check_retries_until_its_deadline() {
+        let started = Instant::now();
+        let error = wait(&check(Probe::Command {
+            argv: vec!["false".into()],
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("attempt(s)"), "{error}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "retried until the deadline"
+        );
+        wait(&check(Probe::Command {
+            argv: vec!["true".into()],
+        }))
+        .unwrap();
+    }
+}

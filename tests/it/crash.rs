@@ -149,6 +149,92 @@ fn kill_everywhere(repo: &GitRepo, setup: Option<&str>, branch: &str, expected: 
 }
 
 #[test]
+fn killed_while_rolling_back_the_host_still_ends_on_the_previous_release() {
+    let repo = GitRepo::example_minimal();
+    let yaml = repo.read("deploy.yaml").replace(
+        "    files:\n",
+        "    health:\n      - command: [test, -e, healthy]\n        timeout: 0\n    files:\n",
+    );
+    repo.write("deploy.yaml", &yaml).commit("health");
+    repo.git(&["branch", "good"]);
+    // The bad commit changes the unit, and its health check can never pass.
+    let bad = repo
+        .read("deploy.yaml")
+        .replace("restart_sec: 5", "restart_sec: 6")
+        .replace("[test, -e, healthy]", "[test, -e, never]");
+    repo.write("deploy.yaml", &bad).commit("bad");
+    repo.git(&["branch", "bad"]);
+    let mut kills = 0;
+    for n in 1.. {
+        let sandbox = Sandbox::executing("");
+        let marker = sandbox.root.path().join("healthy");
+        fs::write(&marker, "").unwrap();
+        let cwd = sandbox.root.path().to_path_buf();
+        let run = |branch: &str, kill: Option<u32>| {
+            let mut cmd = sandbox.command(&[
+                "reconcile",
+                "--once",
+                "--repo",
+                &repo.url(),
+                "--branch",
+                branch,
+            ]);
+            cmd.current_dir(&cwd);
+            if let Some(n) = kill {
+                cmd.env("PLUMB_FAULT_KILL_AFTER", n.to_string());
+            }
+            cmd.output().unwrap().status
+        };
+        assert!(run("good", None).success());
+        let v1 = sandbox.current_release();
+        let status = run("bad", Some(n));
+        if status.code() == Some(7) {
+            break; // N is past the last host call: the rollback finished.
+        }
+        assert_eq!(status.signal(), Some(9), "kill {n}: {status:?}");
+        kills += 1;
+        let context = format!("rollback killed before host call {n}");
+        assert_consistent(&sandbox, &context);
+        // The next runs finish the deploy (and its rollback) or the undo; then
+        // the bad commit is quarantined and the host is on the good release.
+        let next = run("bad", None).code();
+        assert!(
+            matches!(next, Some(7) | Some(8)),
+            "{context}: recovery exited {next:?}"
+        );
+        assert_eq!(
+            run("bad", None).code(),
+            Some(8),
+            "{context}: the bad commit is quarantined"
+        );
+        assert_consistent(&sandbox, &context);
+        assert_eq!(sandbox.current_release(), v1, "{context}");
+        assert!(
+            !sandbox.state_dir().join("journal.json").exists(),
+            "{context}"
+        );
+        let unit =
+            fs::read_to_string(sandbox.path("/etc/systemd/system/microblog.service")).unwrap();
+        assert!(
+            unit.contains("RestartSec=5"),
+            "{context}: the good unit is back"
+        );
+        let restarts = sandbox
+            .services()
+            .iter()
+            .filter(|c| *c == "systemctl restart microblog.service")
+            .count();
+        assert!(
+            restarts >= 2,
+            "{context}: restarted on the new files and back on the old: {:?}",
+            sandbox.services()
+        );
+    }
+    println!("crash test (rollback): {kills} kills");
+    assert!(kills >= 20, "only {kills} kill points");
+}
+
+#[test]
 fn killed_at_any_step_the_host_stays_whole_and_the_next_run_converges() {
     let repo = GitRepo::example();
     repo.git(&["branch", "v1"]);

@@ -209,10 +209,6 @@ pub(crate) fn undo(
     remove_journal(host, layout)
 }
 
-pub(crate) fn short(commit: &str) -> &str {
-    &commit[..12.min(commit.len())]
-}
-
 impl Steps<'_> {
     fn call(&mut self, call: HostCall) -> Result<(), ApplyError> {
         self.calls += 1;

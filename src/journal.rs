@@ -4,10 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::apply::{Failure, apply, remove_if_present, short, undo};
+use crate::apply::{Failure, apply, remove_if_present, undo};
 use crate::error::ApplyError;
 use crate::host::Host;
 use crate::plan::{Action, Plan};
+use crate::release::short;
 use crate::release::{self, Layout};
 use crate::state::State;
 

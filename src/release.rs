@@ -207,14 +207,15 @@ pub fn manifest(desired: &Desired) -> BTreeMap<String, FileEntry> {
         .collect()
 }
 
+/// The first 12 characters of a commit id, as plumb prints them.
+pub fn short(commit: &str) -> &str {
+    &commit[..12.min(commit.len())]
+}
+
 /// A fresh release id: UTC time to the millisecond, then the short commit.
 pub fn new_id(host: &dyn Host, layout: &Layout, commit: &str) -> String {
     let now = jiff::Timestamp::now();
-    let base = format!(
-        "{}-{}",
-        now.strftime("%Y%m%dT%H%M%S%.3fZ"),
-        &commit[..12.min(commit.len())]
-    );
+    let base = format!("{}-{}", now.strftime("%Y%m%dT%H%M%S%.3fZ"), short(commit));
     let mut id = base.clone();
     let mut n = 1;
     while host.exists(&layout.release(&id)) {

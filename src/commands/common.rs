@@ -175,9 +175,7 @@ pub fn execute(
     }
 }
 
-pub fn short(commit: &str) -> &str {
-    &commit[..12.min(commit.len())]
-}
+pub use crate::release::short;
 
 /// The plan as the operator reads it: file changes, then the steps.
 pub fn print_plan(plan: &Plan) {

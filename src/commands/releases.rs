@@ -57,7 +57,7 @@ pub fn run(settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
         };
         println!(
             "{star} {id}  {}  {}{marks}",
-            &info.commit[..12.min(info.commit.len())],
+            crate::release::short(&info.commit),
             info.created
         );
     }

@@ -69,7 +69,7 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool) -> Result<u8, Error
             "last run: {} {} {}",
             run.at,
             run.result,
-            &run.commit[..12.min(run.commit.len())]
+            crate::release::short(&run.commit)
         );
     }
     if let Some(next) = &status.next_run {
@@ -81,7 +81,7 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool) -> Result<u8, Error
     for q in &status.quarantine {
         println!(
             "quarantined: {} since {}: {}",
-            &q.commit[..12.min(q.commit.len())],
+            crate::release::short(&q.commit),
             q.at,
             q.reason
         );

@@ -196,11 +196,7 @@ impl Mirror {
     /// The files of `commit` below `subpath` (empty for the repo root).
     pub fn tree(&self, commit: &str, subpath: &str) -> Result<Tree, InvalidError> {
         let fail = |message: String| InvalidError::Repo {
-            file: format!(
-                "{}@{}",
-                self.path.display(),
-                &commit[..12.min(commit.len())]
-            ),
+            file: format!("{}@{}", self.path.display(), crate::release::short(commit)),
             message,
         };
         let oid = git2::Oid::from_str(commit).map_err(|e| fail(e.message().into()))?;

@@ -178,14 +178,7 @@ fn validate_checks_every_host_and_lists_all_problems() {
 
     let repo = GitRepo::example_minimal();
     repo.write("hosts/broken.yaml", "vars:\n  site_name: [\n");
-    let template = fs::read_to_string(example_dir().join("../templates/site.j2")).unwrap();
-    repo.write(
-        "templates/site.j2",
-        &template.replace(
-            "    server_name {{ names }};",
-            "    server_name {{ names }};\n    bogus_directive on;",
-        ),
-    );
+    repo.break_site_template();
     let yaml = repo
         .read("deploy.yaml")
         .replace("restart: on-failure", "restart: sometimes");

@@ -137,15 +137,7 @@ fn a_broken_nginx_directive_is_refused_by_the_real_nginx_before_the_switch() {
         "blog.test]\n      proxy: [{location: /x, port: 8000}]",
     );
     repo.write("hosts/blog1.yaml", &site);
-    let template =
-        fs::read_to_string(crate::harness::example_dir().join("../templates/site.j2")).unwrap();
-    repo.write(
-        "templates/site.j2",
-        &template.replace(
-            "    server_name {{ names }};",
-            "    server_name {{ names }};\n    bogus_directive on;",
-        ),
-    );
+    repo.break_site_template();
     let bad = repo.commit("broken directive");
     let run = sandbox
         .reconcile(&repo)

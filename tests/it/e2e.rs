@@ -252,15 +252,7 @@ fn fifty_switches_under_load_with_zero_failed_requests_then_refusal_and_rollback
     let served = get(http, "/version.txt").unwrap().1;
 
     // A broken directive: refused by nginx -t before the switch; still served.
-    let template =
-        fs::read_to_string(crate::harness::example_dir().join("../templates/site.j2")).unwrap();
-    repo.write(
-        "templates/site.j2",
-        &template.replace(
-            "    server_name {{ names }};",
-            "    server_name {{ names }};\n    bogus_directive on;",
-        ),
-    );
+    repo.break_site_template();
     repo.commit("broken nginx directive");
     sandbox
         .reconcile(&repo)
@@ -268,7 +260,7 @@ fn fifty_switches_under_load_with_zero_failed_requests_then_refusal_and_rollback
     assert_eq!(get(http, "/version.txt").unwrap(), (200, served.clone()));
 
     // A health check that never passes: switched, then rolled back, exit 7.
-    repo.write("templates/site.j2", &template);
+    fs::remove_file(repo.path().join("templates/site.j2")).unwrap();
     let host = repo.read("hosts/blog1.yaml").replace(
         "/version.txt\n        timeout: 5",
         "/missing.txt\n        timeout: 2",

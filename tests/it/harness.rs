@@ -68,6 +68,20 @@ impl GitRepo {
         self.dir.path()
     }
 
+    /// Override the built-in nginx site template with one carrying a
+    /// directive nginx does not know (not committed).
+    pub fn break_site_template(&self) {
+        let template =
+            fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/site.j2"))
+                .unwrap();
+        let broken = template.replace(
+            "    server_name {{ names }};",
+            "    server_name {{ names }};\n    bogus_directive on;",
+        );
+        assert_ne!(broken, template);
+        self.write("templates/site.j2", &broken);
+    }
+
     pub fn url(&self) -> String {
         self.path().display().to_string()
     }

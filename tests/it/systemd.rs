@@ -37,6 +37,20 @@ fn verify_root(sandbox: &Sandbox, units: &[&str], programs: &[&str]) -> TempDir 
     root
 }
 
+/// `systemd-analyze verify --root=ROOT` on these units: (success, stderr).
+fn verify(root: &Path, units: &[&str]) -> (bool, String) {
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", root.display()))
+        .args(units.iter().map(|u| format!("/etc/systemd/system/{u}")))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn rendered_units_and_timers_pass_systemd_analyze_verify() {
     let repo = GitRepo::example();
@@ -55,17 +69,8 @@ fn rendered_units_and_timers_pass_systemd_analyze_verify() {
             "/usr/local/lib/plumb/microblog/backup.sh",
         ],
     );
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(format!("--root={}", root.path().display()))
-        .args(units.iter().map(|u| format!("/etc/systemd/system/{u}")))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "systemd-analyze verify failed:\n{stderr}"
-    );
+    let (ok, stderr) = verify(root.path(), &units);
+    assert!(ok, "systemd-analyze verify failed:\n{stderr}");
     assert_eq!(stderr, "", "systemd-analyze verify printed warnings");
 }
 
@@ -80,13 +85,7 @@ fn a_broken_unit_is_caught_by_the_same_check() {
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
     let root = verify_root(&sandbox, &["microblog.service"], &["/usr/bin/python3"]);
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(format!("--root={}", root.path().display()))
-        .arg("/etc/systemd/system/microblog.service")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr) = verify(root.path(), &["microblog.service"]);
     assert!(
         stderr.contains("restart specifier, ignoring: sometimes"),
         "{stderr}"
@@ -118,17 +117,8 @@ fn plumbs_own_units_pass_systemd_analyze_verify() {
     fs::copy(env!("CARGO_BIN_EXE_plumb"), r.join("usr/local/bin/plumb")).unwrap();
     fs::create_dir_all(r.join("bin")).unwrap();
     fs::copy("/bin/kill", r.join("bin/kill")).unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(format!("--root={}", r.display()))
-        .args(units.iter().map(|u| format!("/etc/systemd/system/{u}")))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "systemd-analyze verify failed:\n{stderr}"
-    );
+    let (ok, stderr) = verify(r, &units);
+    assert!(ok, "systemd-analyze verify failed:\n{stderr}");
     assert_eq!(stderr, "", "systemd-analyze verify printed warnings");
 }
 
@@ -145,12 +135,6 @@ fn rendered_backup_units_pass_systemd_analyze_verify() {
         &units,
         &["/usr/local/lib/plumb/microblog/backup.sh"],
     );
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(format!("--root={}", root.path().display()))
-        .args(units.iter().map(|u| format!("/etc/systemd/system/{u}")))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+    let (ok, stderr) = verify(root.path(), &units);
+    assert!(ok && stderr.is_empty(), "{stderr}");
 }

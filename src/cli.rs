@@ -53,7 +53,7 @@ pub enum Command {
         /// Print the plan, change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Redeploy even when the host is up to date.
+        /// Retry a quarantined commit, and check the host in full even when it looks up to date.
         #[arg(long)]
         force: bool,
         /// Wait for the lock instead of failing when another run holds it.

@@ -96,8 +96,9 @@ pub async fn run(
             Outcome::FetchFailed => failures + 1,
             Outcome::Done => 0,
         };
-        // Triggers that arrived during the run are covered by it.
-        while triggers.try_recv().is_ok() {}
+        // A trigger that arrived during the run stays queued (the channel
+        // holds one): a push after the run's fetch must not wait for the
+        // schedule. Bursts still coalesce into that one.
         let (delay, next) = if failures > 0 {
             (backoff(failures), Trigger::Retry)
         } else {
@@ -118,6 +119,7 @@ pub async fn run(
             Some(at),
         );
         tokio::select! {
+            biased;
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(delay) => trigger = next,
             received = triggers.recv() => match received {
@@ -138,12 +140,15 @@ mod tests {
         base: DateTime<Utc>,
         runs: Vec<(Trigger, DateTime<Utc>)>,
         fail_fetches: u32,
+        /// How long each reconcile takes.
+        takes: Duration,
     }
 
     impl World for Fake {
         async fn reconcile(&mut self, trigger: Trigger) -> Outcome {
             let now = self.now();
             self.runs.push((trigger, now));
+            tokio::time::sleep(self.takes).await;
             if self.fail_fetches > 0 {
                 self.fail_fetches -= 1;
                 Outcome::FetchFailed
@@ -166,6 +171,7 @@ mod tests {
             base: Utc.with_ymd_and_hms(2026, 11, 26, 2, 58, 30).unwrap(),
             runs: Vec::new(),
             fail_fetches,
+            takes: Duration::ZERO,
         }
     }
 
@@ -224,6 +230,30 @@ mod tests {
             (world.runs[1].1 - world.runs[0].1).num_seconds(),
             10,
             "the webhook ran at once"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_push_during_a_long_run_is_not_lost() {
+        let mut world = fake(0);
+        world.takes = Duration::from_secs(120); // a long build
+        let (tx, rx) = mpsc::channel(1);
+        let stop = tokio::time::sleep(Duration::from_secs(400));
+        let sender = async {
+            tokio::time::sleep(Duration::from_secs(60)).await; // mid-run
+            let _ = tx.try_send(Trigger::Webhook);
+        };
+        let every = timing(Schedule::Every(3600));
+        let ((), ()) = tokio::join!(run(&every, &mut world, rx, stop), sender);
+        let runs: Vec<(Trigger, i64)> = world
+            .runs
+            .iter()
+            .map(|(t, at)| (*t, (*at - world.base).num_seconds()))
+            .collect();
+        assert_eq!(
+            runs,
+            [(Trigger::Start, 0), (Trigger::Webhook, 120)],
+            "the push runs right after the long run"
         );
     }
 

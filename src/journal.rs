@@ -115,7 +115,7 @@ pub(crate) fn write_journal(
         plan: plan.clone(),
     };
     let bytes = serde_json::to_vec(&journal).expect("journal serialises");
-    crate::state::write_atomic(host, &layout.journal(), &bytes)
+    crate::state::write_atomic(host, &layout.journal(), &bytes, 0o600)
 }
 
 pub(crate) fn remove_journal(host: &dyn Host, layout: &Layout) -> Result<(), ApplyError> {

@@ -85,5 +85,6 @@ pub fn write(
         host.create_dir_all(dir)
             .map_err(ApplyError::io("create", dir))?;
     }
-    write_atomic(host, path, text.as_bytes())
+    // Read by node_exporter, which does not run as root.
+    write_atomic(host, path, text.as_bytes(), 0o644)
 }

@@ -35,7 +35,7 @@ pub fn next_times(
     after: DateTime<Utc>,
     n: usize,
 ) -> Result<Vec<DateTime<Utc>>, ScheduleError> {
-    on_calendar(line)?; // the same validation as rendering
+    on_calendar(line)?; // the same validation as rendering (it also checks it fires)
     let fail = |reason: String| ScheduleError {
         line: line.to_string(),
         reason,
@@ -57,6 +57,16 @@ pub fn next_times(
         times.push(at);
     }
     Ok(times)
+}
+
+/// The first firing of five crontab fields after now, if any.
+fn next_fire(fields: &str, either: bool) -> Option<DateTime<Utc>> {
+    let cron = CronParser::builder()
+        .dom_and_dow(!either)
+        .build()
+        .parse(fields)
+        .ok()?;
+    cron.find_next_occurrence(&Utc::now(), false).ok()
 }
 
 /// `@daily`-style shortcuts as their five fields; other lines unchanged.
@@ -99,10 +109,14 @@ pub fn on_calendar(line: &str) -> Result<Vec<String>, ScheduleError> {
         .map(|d| d % 7)
         .collect();
 
-    let time = format!("{}:{}:00", list(&hours, 0, 23), list(&minutes, 0, 59));
+    // plumb's schedules are UTC, in the daemon and in timers alike.
+    let time = format!("{}:{}:00 UTC", list(&hours, 0, 23), list(&minutes, 0, 59));
     let date = |doms: &BTreeSet<u32>| format!("*-{}-{}", list(&months, 1, 12), list(doms, 1, 31));
     let all_doms: BTreeSet<u32> = (1..=31).collect();
     let either = !dom.starts_with('*') && !dow.starts_with('*');
+    if next_fire(expanded, either).is_none() {
+        return Err(fail("never fires (no such date)".into()));
+    }
     let mut specs = Vec::new();
     if either {
         specs.push(format!("{} {time}", date(&doms)));
@@ -209,23 +223,23 @@ mod tests {
 
     #[test]
     fn translates_common_lines() {
-        assert_eq!(on_calendar("0 3 * * *").unwrap(), ["*-*-* 03:00:00"]);
+        assert_eq!(on_calendar("0 3 * * *").unwrap(), ["*-*-* 03:00:00 UTC"]);
         assert_eq!(
             on_calendar("*/15 * * * *").unwrap(),
-            ["*-*-* *:00,15,30,45:00"]
+            ["*-*-* *:00,15,30,45:00 UTC"]
         );
         assert_eq!(
             on_calendar("30 2 * * MON-FRI").unwrap(),
-            ["Mon..Fri *-*-* 02:30:00"]
+            ["Mon..Fri *-*-* 02:30:00 UTC"]
         );
-        assert_eq!(on_calendar("@weekly").unwrap(), ["Sun *-*-* 00:00:00"]);
+        assert_eq!(on_calendar("@weekly").unwrap(), ["Sun *-*-* 00:00:00 UTC"]);
         assert_eq!(
             on_calendar("0 0 1,15 * 5").unwrap(),
-            ["*-*-01,15 00:00:00", "Fri *-*-* 00:00:00"]
+            ["*-*-01,15 00:00:00 UTC", "Fri *-*-* 00:00:00 UTC"]
         );
         assert_eq!(
             on_calendar("0 12 * jan-mar 7").unwrap(),
-            ["Sun *-01..03-* 12:00:00"]
+            ["Sun *-01..03-* 12:00:00 UTC"]
         );
     }
 

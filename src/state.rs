@@ -67,13 +67,18 @@ pub struct Event {
 }
 
 /// Temporary file, fsync, rename over `path`, fsync the directory.
-pub fn write_atomic(host: &dyn Host, path: &Path, bytes: &[u8]) -> Result<(), ApplyError> {
+pub fn write_atomic(
+    host: &dyn Host,
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), ApplyError> {
     let tmp = path.with_extension("tmp");
     if host.exists(&tmp) {
         host.remove_file(&tmp)
             .map_err(ApplyError::io("remove", &tmp))?;
     }
-    host.write_file(&tmp, bytes, 0o644)
+    host.write_file(&tmp, bytes, mode)
         .map_err(ApplyError::io("write", &tmp))?;
     host.sync(&tmp).map_err(ApplyError::io("fsync", &tmp))?;
     host.rename(&tmp, path)
@@ -101,7 +106,7 @@ impl State {
     /// Write atomically, so the file is always parseable.
     pub fn save(&self, host: &dyn Host, path: &Path) -> Result<(), ApplyError> {
         let bytes = serde_json::to_vec_pretty(self).expect("state serialises");
-        write_atomic(host, path, &bytes)
+        write_atomic(host, path, &bytes, 0o600)
     }
 
     /// The quarantine entry of `commit`, if it failed before.

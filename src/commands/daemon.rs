@@ -21,28 +21,46 @@ use crate::settings::{Flags, Settings};
 /// Where the daemon publishes its next run for `plumb status`.
 pub const NEXT_RUN: &str = "/run/plumb/next-run";
 
+/// Longest a reconcile started by the daemon may take before it is killed
+/// (the timer's unit has the same limit).
+const RUN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 struct Real {
     settings: Settings,
+    /// The plumb binary, by path: after an upgrade it is the new one.
+    program: std::path::PathBuf,
     /// The common flags the daemon was started with, passed on to each run.
     flags: Vec<std::ffi::OsString>,
 }
 
 impl World for Real {
     async fn reconcile(&mut self, trigger: Trigger) -> Outcome {
-        let program = std::env::current_exe().unwrap_or_else(|_| "plumb".into());
-        let run = tokio::process::Command::new(program)
+        let child = tokio::process::Command::new(&self.program)
             .args(["reconcile", "--once", "--wait"])
             .args(&self.flags)
             .env(TRIGGER_VAR, trigger.as_str())
             .env_remove("SSL_CERT_FILE")
             .env_remove("NOTIFY_SOCKET")
-            .status()
-            .await;
-        match run.map(|s| s.code()) {
-            Ok(Some(code)) if code == i32::from(exit::FETCH) => Outcome::FetchFailed,
-            Ok(_) => Outcome::Done,
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
             Err(e) => {
-                eprintln!("error: cannot start a reconcile: {e}");
+                // Never idle on as if all were well: exit, and let systemd
+                // restart the daemon (Restart=on-failure).
+                eprintln!("error: cannot start {}: {e}", self.program.display());
+                std::process::exit(i32::from(exit::INTERNAL));
+            }
+        };
+        match tokio::time::timeout(RUN_TIMEOUT, child.wait()).await {
+            Ok(Ok(status)) if status.code() == Some(i32::from(exit::FETCH)) => Outcome::FetchFailed,
+            Ok(_) => Outcome::Done,
+            Err(_) => {
+                eprintln!(
+                    "error: a reconcile ran longer than {} min and was killed",
+                    RUN_TIMEOUT.as_secs() / 60
+                );
+                let _ = child.kill().await;
                 Outcome::Done
             }
         }
@@ -60,14 +78,25 @@ impl World for Real {
     }
 
     fn status(&mut self, text: &str, next: Option<DateTime<Utc>>) {
-        let _ = sd_notify::notify(&[NotifyState::Status(text)]);
+        notify(format!("STATUS={text}"));
         if let Some(at) = next {
             let host = self.settings.host();
             let path = host.real(std::path::Path::new(NEXT_RUN));
             let _ = std::fs::create_dir_all(path.parent().unwrap());
-            let _ = std::fs::write(&path, at.to_rfc3339());
+            // Renamed into place, so `plumb status` never reads half a line.
+            let tmp = path.with_extension("tmp");
+            let _ =
+                std::fs::write(&tmp, at.to_rfc3339()).and_then(|_| std::fs::rename(&tmp, &path));
         }
     }
+}
+
+/// Send a notification to systemd off the runtime thread: a full
+/// notification socket must not stall the webhook or the schedule.
+fn notify(state: String) {
+    tokio::task::spawn_blocking(move || {
+        let _ = sd_notify::notify(&[NotifyState::Custom(&state)]);
+    });
 }
 
 /// Tells a reconcile started by the daemon what triggered it.
@@ -153,7 +182,7 @@ async fn serve(settings: Settings, flags: Vec<std::ffi::OsString>) -> Result<u8,
         let every = timeout / 2;
         tokio::spawn(async move {
             loop {
-                let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+                notify("WATCHDOG=1".into());
                 tokio::time::sleep(every).await;
             }
         });
@@ -165,13 +194,16 @@ async fn serve(settings: Settings, flags: Vec<std::ffi::OsString>) -> Result<u8,
             _ = interrupt.recv() => {}
         }
     };
+    let program = std::env::current_exe().map_err(|e| io("the plumb binary", e))?;
     let mut world = Real {
         settings: settings.clone(),
+        program,
         flags,
     };
     daemon::run(&settings.timing, &mut world, received, shutdown).await;
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
     let _ = stop_tx.send(true);
+    let _ = std::fs::remove_file(settings.host().real(std::path::Path::new(NEXT_RUN)));
     println!("plumb run: stopped");
     Ok(exit::OK)
 }

@@ -18,7 +18,7 @@ mod env;
 mod parts;
 
 use env::{environment, render_named};
-use parts::{build_key, health_check, shared_paths};
+use parts::{build_key, check_backup, health_check, shared_paths};
 
 /// Facts about the host that templates and paths depend on.
 pub struct HostFacts<'a> {
@@ -153,6 +153,7 @@ fn render_app(
         )?;
     }
     if let Some(backup) = &app.backup {
+        check_backup(&origin, backup)?;
         let on_calendar =
             schedule::on_calendar(&backup.schedule).map_err(|e| InvalidError::Repo {
                 file: origin.clone(),

@@ -11,8 +11,10 @@ use crate::repo::{App, Health};
 pub(super) fn shared_paths(origin: &str, app: &App) -> Result<Vec<String>, InvalidError> {
     let mut out = Vec::new();
     for path in app.shared.iter().flatten() {
+        // One plain name: nested paths would make root create directories
+        // inside a tree the app user controls.
         let plain = !path.is_empty()
-            && !path.starts_with('/')
+            && !path.contains('/')
             && Path::new(path)
                 .components()
                 .all(|c| matches!(c, std::path::Component::Normal(_)));
@@ -20,7 +22,7 @@ pub(super) fn shared_paths(origin: &str, app: &App) -> Result<Vec<String>, Inval
             return Err(InvalidError::Repo {
                 file: origin.to_string(),
                 message: format!(
-                    "shared path {path:?} must be relative, inside the app directory, without `..`"
+                    "shared path {path:?} must be one plain name inside the app directory (like `content`)"
                 ),
             });
         }
@@ -70,4 +72,54 @@ pub(super) fn health_check(
         timeout_ms: check.timeout * 1000,
         interval_ms: check.interval_ms,
     })
+}
+
+/// A backup section the rendered scripts can run safely: absolute paths, at
+/// least one backup kept, distinct database names, and a destination that is
+/// neither inside the backed-up paths nor containing them.
+pub(super) fn check_backup(origin: &str, backup: &crate::repo::Backup) -> Result<(), InvalidError> {
+    let fail = |message: String| {
+        Err(InvalidError::Repo {
+            file: origin.to_string(),
+            message: format!("backup: {message}"),
+        })
+    };
+    if backup.keep == 0 {
+        return fail("`keep` must be at least 1".into());
+    }
+    let absolute = |p: &str| crate::paths::normalize(p).map_err(|why| format!("{p:?} {why}"));
+    let mut names = std::collections::BTreeSet::new();
+    for db in &backup.sqlite {
+        let path = match absolute(db) {
+            Ok(path) => path,
+            Err(why) => return fail(why),
+        };
+        if !names.insert(path.file_name().map(|n| n.to_os_string())) {
+            return fail(format!(
+                "two databases are named {:?}; their copies would collide",
+                path.file_name().unwrap_or_default()
+            ));
+        }
+    }
+    let destination = match absolute(&backup.destination) {
+        Ok(path) => path,
+        Err(why) => return fail(why),
+    };
+    if backup.destination.contains('\'') {
+        return fail("the destination may not contain a single quote".into());
+    }
+    for p in &backup.paths {
+        let path = match absolute(p) {
+            Ok(path) => path,
+            Err(why) => return fail(why),
+        };
+        if destination.starts_with(&path) || path.starts_with(&destination) {
+            return fail(format!(
+                "the destination {} and the backed-up path {} overlap",
+                destination.display(),
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }

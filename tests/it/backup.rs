@@ -113,6 +113,7 @@ fn a_backup_taken_under_a_live_writer_is_consistent_and_restores() {
     let backups: Vec<_> = fs::read_dir(t.join("backups"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
     let backup = &backups[0];
@@ -165,7 +166,13 @@ fn only_the_newest_backups_are_kept_and_a_failure_leaves_nothing_partial() {
         assert!(run(&backup_sh, &[]).status.success());
         std::thread::sleep(Duration::from_millis(1100)); // backups are named by the second
     }
-    let kept = fs::read_dir(t.join("backups")).unwrap().count();
+    let listing = || -> Vec<String> {
+        fs::read_dir(t.join("backups"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let kept = listing().iter().filter(|n| !n.starts_with('.')).count();
     assert_eq!(kept, 2, "keep: 2");
 
     fs::write(t.join("data/app.db"), "this is not a database").unwrap();
@@ -173,10 +180,56 @@ fn only_the_newest_backups_are_kept_and_a_failure_leaves_nothing_partial() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("backup of microblog failed"), "{stderr}");
-    let names: Vec<String> = fs::read_dir(t.join("backups"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names.len(), 2, "nothing partial left behind: {names:?}");
-    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    let names = listing();
+    assert_eq!(
+        names.iter().filter(|n| !n.starts_with('.')).count(),
+        2,
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with(".partial")),
+        "nothing partial left behind: {names:?}"
+    );
+}
+
+#[test]
+fn a_backup_section_that_could_lose_data_is_refused() {
+    let cases = [
+        ("keep: 2", "keep: 0", "`keep` must be at least 1"),
+        (
+            "destination: DEST",
+            "destination: DATA/content/backups",
+            "overlap",
+        ),
+        (
+            "sqlite: [DATA/app.db]",
+            "sqlite: [DATA/app.db, /srv/other/app.db]",
+            "two databases are named",
+        ),
+        (
+            "schedule: \"0 3 * * *\"",
+            "schedule: \"0 0 30 2 *\"",
+            "never fires",
+        ),
+    ];
+    for (from, to, needle) in cases {
+        let tmp = TempDir::new().unwrap();
+        let sandbox = deployed(tmp.path());
+        let repo = GitRepo::example_minimal();
+        let d = tmp.path().display().to_string();
+        let yaml = repo.read("deploy.yaml");
+        let start = yaml.find("    backup:\n").unwrap();
+        let end = yaml.find("    files:\n").unwrap();
+        let backup = "    backup:\n      schedule: \"0 3 * * *\"\n      sqlite: [DATA/app.db]\n      paths: [DATA/content]\n      keep: 2\n      destination: DEST\n"
+            .to_string()
+        .replace(from, to)
+        .replace("DATA", &format!("{d}/data"))
+        .replace("DEST", &format!("{d}/backups"));
+        repo.write(
+            "deploy.yaml",
+            &format!("{}{backup}{}", &yaml[..start], &yaml[end..]),
+        )
+        .commit("bad backup");
+        sandbox.reconcile(&repo).fails_with(5, needle);
+    }
 }

@@ -83,8 +83,16 @@ fn webhook_and_sighup_trigger_reconciles_and_sigterm_stops_the_daemon() {
     )
     .unwrap();
     sandbox.config = Some(config);
+    // systemd's notification socket, played by the test.
+    let notify_path = sandbox.root.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut child = sandbox
         .command(&["run", "--repo", &repo.url()])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "200000")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -97,6 +105,34 @@ fn webhook_and_sighup_trigger_reconciles_and_sigterm_stops_the_daemon() {
         .unwrap()
         .unwrap();
     assert!(listening.contains(&port.to_string()), "{listening}");
+    // Like systemd, keep reading the socket: a full socket would block the sender.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = notify.recv(&mut buf) {
+                let mut seen = seen.lock().unwrap();
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+                seen.push('\n');
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = seen.lock().unwrap().clone();
+        if text.contains("READY=1")
+            && text.contains("WATCHDOG=1")
+            && text.contains("STATUS=idle; next run at")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "systemd notifications missing: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // A push with a wrong signature (or none): 401, and nothing happens.
     let second = repo.write("templates/x.txt", "2\n").commit("second");

@@ -22,7 +22,7 @@ pub struct Options {
     pub trigger: String,
 }
 
-/// Repair drift of the current release (links, tampered files, stopped
+/// Repair drift of the current release (missing links, stopped
 /// units) without deploying anything new: what a run does while the branch
 /// head is quarantined.
 fn repair_current(

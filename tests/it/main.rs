@@ -11,6 +11,7 @@ mod e2e;
 mod example;
 mod fetch;
 mod harness;
+mod https;
 mod lock;
 mod nginx;
 mod reconcile;

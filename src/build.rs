@@ -99,6 +99,28 @@ pub fn run_as(
     }
 }
 
+/// Run `argv` as `account` with a clean environment and a timeout.
+pub fn run_argv_as(
+    account: Account,
+    argv: &[String],
+    timeout: Duration,
+) -> Result<(), CommandError> {
+    let (program, args) = argv.split_first().expect("argv is never empty");
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir("/")
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("LANG", "C.UTF-8");
+    if Uid::effective().is_root() {
+        cmd.uid(account.uid).gid(account.gid);
+    }
+    run_command(cmd, &argv.join(" "), timeout)
+}
+
 /// Give `path` and everything below it to `account`, walking by file
 /// descriptor and never following a link, so a process of the app user that
 /// swaps a directory for a symlink mid-walk cannot redirect it. With

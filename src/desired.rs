@@ -72,6 +72,9 @@ pub struct HealthCheck {
     pub timeout_ms: u64,
     /// Pause between attempts.
     pub interval_ms: u64,
+    /// Command checks run as the app's user, like its hooks.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::desired::{HealthCheck, Probe};
-use crate::process::{self as host, CommandError};
+use crate::process::CommandError;
 
 /// Try `check` until it passes or `check.timeout_ms` has gone by.
 pub fn wait(check: &HealthCheck) -> Result<(), CommandError> {
@@ -17,7 +17,7 @@ pub fn wait(check: &HealthCheck) -> Result<(), CommandError> {
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(1));
-        let error = match probe(&check.probe, left) {
+        let error = match probe(&check.probe, check.user.as_deref(), left) {
             Ok(()) => return Ok(()),
             Err(error) => error,
         };
@@ -35,7 +35,7 @@ pub fn wait(check: &HealthCheck) -> Result<(), CommandError> {
 }
 
 /// One attempt; the error says what was seen.
-fn probe(probe: &Probe, left: Duration) -> Result<(), String> {
+fn probe(probe: &Probe, user: Option<&str>, left: Duration) -> Result<(), String> {
     match probe {
         Probe::Http { url, status } => {
             let agent = ureq::Agent::config_builder()
@@ -62,7 +62,10 @@ fn probe(probe: &Probe, left: Duration) -> Result<(), String> {
                 .map_err(|e| e.to_string())
         }
         Probe::Command { argv } => {
-            host::execute_with_timeout(argv, left).map_err(|e| e.to_string())
+            // As the app's user: a check must not create root-owned files
+            // (say, SQLite's -wal) the app then cannot write.
+            let account = crate::build::account(user, None).map_err(|e| e.to_string())?;
+            crate::build::run_argv_as(account, argv, left).map_err(|e| e.to_string())
         }
     }
 }
@@ -77,6 +80,7 @@ mod tests {
             probe,
             timeout_ms: 300,
             interval_ms: 50,
+            user: Some("nobody".into()),
         }
     }
 

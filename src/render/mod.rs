@@ -259,7 +259,9 @@ fn render_app(
         out.desired.triggers.insert(unit, triggers);
     }
     for check in app.health.iter().flatten() {
-        out.desired.health.push(health_check(&origin, name, check)?);
+        out.desired
+            .health
+            .push(health_check(&origin, name, app.user.as_deref(), check)?);
     }
     Ok(())
 }

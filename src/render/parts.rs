@@ -48,6 +48,7 @@ pub(super) fn build_key(files: &[SourceFile], app: &App) -> String {
 pub(super) fn health_check(
     origin: &str,
     app: &str,
+    user: Option<&str>,
     check: &Health,
 ) -> Result<HealthCheck, InvalidError> {
     let probe = match (&check.http, &check.tcp, &check.command) {
@@ -68,6 +69,7 @@ pub(super) fn health_check(
     };
     Ok(HealthCheck {
         app: app.to_string(),
+        user: user.map(str::to_string),
         probe,
         timeout_ms: check.timeout * 1000,
         interval_ms: check.interval_ms,

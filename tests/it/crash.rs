@@ -150,10 +150,19 @@ fn kill_everywhere(repo: &GitRepo, setup: Option<&str>, branch: &str, expected: 
 
 #[test]
 fn killed_while_rolling_back_the_host_still_ends_on_the_previous_release() {
+    // Health checks run as the app user (nobody): the marker must be reachable.
+    let markers = tempfile::TempDir::new().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(markers.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(markers.path().join("healthy"), "").unwrap();
+    let (healthy, never) = (markers.path().join("healthy"), markers.path().join("never"));
     let repo = GitRepo::example_minimal();
     let yaml = repo.read("deploy.yaml").replace(
         "    files:\n",
-        "    health:\n      - command: [test, -e, healthy]\n        timeout: 0\n    files:\n",
+        &format!(
+            "    health:\n      - command: [test, -e, {}]\n        timeout: 0\n    files:\n",
+            healthy.display()
+        ),
     );
     repo.write("deploy.yaml", &yaml).commit("health");
     repo.git(&["branch", "good"]);
@@ -161,14 +170,12 @@ fn killed_while_rolling_back_the_host_still_ends_on_the_previous_release() {
     let bad = repo
         .read("deploy.yaml")
         .replace("restart_sec: 5", "restart_sec: 6")
-        .replace("[test, -e, healthy]", "[test, -e, never]");
+        .replace(&healthy.display().to_string(), &never.display().to_string());
     repo.write("deploy.yaml", &bad).commit("bad");
     repo.git(&["branch", "bad"]);
     let mut kills = 0;
     for n in 1.. {
         let sandbox = Sandbox::executing("");
-        let marker = sandbox.root.path().join("healthy");
-        fs::write(&marker, "").unwrap();
         let cwd = sandbox.root.path().to_path_buf();
         let run = |branch: &str, kill: Option<u32>| {
             let mut cmd = sandbox.command(&[

@@ -93,6 +93,8 @@ mod tests {
         }))
         .unwrap();
         drop(listener);
+        // Not the port just freed: a parallel test may take it at once.
+        let address = "127.0.0.1:1".to_string();
         let error = wait(&check(Probe::Tcp { address }))
             .unwrap_err()
             .to_string();

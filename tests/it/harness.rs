@@ -375,3 +375,28 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A self-signed certificate for `name` (a host name or an IP address) in
+/// `dir`: cert.pem and key.pem.
+pub fn self_signed(dir: &Path, name: &str) {
+    let san = if name.parse::<std::net::IpAddr>().is_ok() {
+        format!("IP:{name}")
+    } else {
+        format!("DNS:{name}")
+    };
+    sh(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            &format!("subjectAltName={san}"),
+        ])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stderr(std::process::Stdio::null()));
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::harness::{GitRepo, Sandbox, free_port, sh};
+use crate::harness::{GitRepo, Sandbox, free_port, self_signed, sh};
 
 const SERVER: &str = r#"
 import base64, http.server, os, ssl, subprocess, sys
@@ -67,25 +67,7 @@ impl Drop for Server {
 fn fetches_over_https_with_a_token_and_refuses_a_wrong_one_or_an_untrusted_certificate() {
     let tmp = TempDir::new().unwrap();
     let t = tmp.path();
-    sh(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(t.join("key.pem"))
-        .arg("-out")
-        .arg(t.join("cert.pem"))
-        .stderr(Stdio::null()));
+    self_signed(t, "127.0.0.1");
     let repo = GitRepo::example_minimal();
     sh(Command::new("git")
         .args(["clone", "-q", "--bare"])

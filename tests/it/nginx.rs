@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::harness::{GitRepo, Sandbox, free_port, sh};
+use crate::harness::{GitRepo, Sandbox, free_port, self_signed, sh};
 
 /// nginx from a private prefix; stopped on drop.
 struct Nginx {
@@ -69,37 +69,22 @@ fn echo_backend() -> u16 {
     port
 }
 
-/// A self-signed certificate for blog.test in `dir` (cert.pem, key.pem).
-fn self_signed(dir: &Path) {
-    sh(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=blog.test",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .stderr(Stdio::null()));
-}
-
 /// `nginx -t` on `conf`; returns stderr, asserting success.
-fn nginx_t(conf: &Path, prefix: &Path) -> String {
-    let check = Command::new("nginx")
-        .arg("-t")
-        .arg("-c")
+/// `nginx -c CONF -p PREFIX -e PREFIX/error.log`, plus what the caller adds.
+fn nginx(conf: &Path, prefix: &Path) -> Command {
+    let mut cmd = Command::new("nginx");
+    cmd.arg("-c")
         .arg(conf)
         .arg("-p")
         .arg(prefix)
         .arg("-e")
-        .arg(prefix.join("error.log"))
+        .arg(prefix.join("error.log"));
+    cmd
+}
+
+fn nginx_t(conf: &Path, prefix: &Path) -> String {
+    let check = nginx(conf, prefix)
+        .arg("-t")
         .output()
         .expect("nginx runs (apt-get install nginx)");
     let stderr = String::from_utf8_lossy(&check.stderr).into_owned();
@@ -114,7 +99,7 @@ fn the_production_and_staging_sites_as_rendered_pass_nginx_t() {
     for host in ["blog1", "staging"] {
         let tmp = TempDir::new().unwrap();
         let t = tmp.path();
-        self_signed(t);
+        self_signed(t, "blog.test");
         let mut sandbox = Sandbox::new();
         sandbox.hostname = host.into();
         sandbox.reconcile(&repo).ok();
@@ -150,23 +135,7 @@ fn curl(args: &[&str]) -> String {
 fn the_rendered_site_passes_nginx_t_and_serves_with_the_right_headers() {
     let tmp = TempDir::new().unwrap();
     let t = tmp.path();
-    sh(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=blog.test",
-        ])
-        .arg("-keyout")
-        .arg(t.join("key.pem"))
-        .arg("-out")
-        .arg(t.join("cert.pem"))
-        .stderr(Stdio::null()));
+    self_signed(t, "blog.test");
     let www = t.join("www");
     fs::create_dir_all(www.join("assets")).unwrap();
     fs::write(www.join("index.html"), "<h1>MicroBlog</h1>\n").unwrap();
@@ -191,13 +160,7 @@ fn the_rendered_site_passes_nginx_t_and_serves_with_the_right_headers() {
     nginx_t(&conf, t);
 
     let _nginx = Nginx {
-        child: Command::new("nginx")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(t)
-            .arg("-e")
-            .arg(t.join("error.log"))
+        child: nginx(&conf, t)
             .args(["-g", "daemon off;"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,8 +1,11 @@
-//! Typed errors, one enum per stage, and the one function that picks exit codes.
+//! Typed errors, one enum per stage, whose fault each failure is, and the
+//! one function that picks exit codes.
 
 use std::path::PathBuf;
 
 use thiserror::Error;
+
+use crate::host::ProcessError;
 
 /// Exit codes are part of the interface: scripts and timers rely on them.
 pub mod exit {
@@ -16,9 +19,11 @@ pub mod exit {
     pub const LOCKED: u8 = 3;
     /// The deploy repo could not be fetched.
     pub const FETCH: u8 = 4;
-    /// The commit is invalid (YAML, template, path, conflict): nothing was changed.
+    /// The commit is invalid (YAML, template, path, validation, build, hook):
+    /// nothing was changed, and the commit is quarantined.
     pub const INVALID: u8 = 5;
-    /// Applying failed on the host.
+    /// The host could not apply the commit (permissions, a missing tool or
+    /// user, I/O); the commit is not blamed and is retried next run.
     pub const APPLY: u8 = 6;
     /// Deployed, failed after the switch, rolled back to the previous release.
     pub const ROLLED_BACK: u8 = 7;
@@ -28,6 +33,17 @@ pub mod exit {
     pub const INVALID_REPO: u8 = 9;
     /// `plumb plan`: the host would change.
     pub const CHANGES: u8 = 10;
+}
+
+/// Whose fault a failure is. Only the commit's quarantines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The deploy repo's commit: bad config, a failing build or hook, a
+    /// failed validation or health check. Fix it and push.
+    Commit,
+    /// The host: permissions, a missing tool, user or certificate, I/O, a
+    /// service manager that refused. Fix the host; the commit is retried.
+    Host,
 }
 
 /// Every failure a command can end with.
@@ -42,22 +58,25 @@ pub enum Error {
     #[error(transparent)]
     Invalid(#[from] InvalidError),
     #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    #[error(transparent)]
     Apply(#[from] ApplyError),
     #[error("state file {path}: {message}")]
     State { path: PathBuf, message: String },
-    #[error(
-        "commit {commit} refused before the switch: {cause}\nNothing was restarted or reloaded: the host runs what it ran before. Unless the failure was the host's own (I/O), the commit is quarantined: fix it and push, or retry with --force."
-    )]
+    #[error("commit {commit} refused before the switch: {cause}\n{}", refused_advice(*blame))]
     Refused {
         commit: String,
+        blame: Blame,
         cause: Box<ApplyError>,
     },
     #[error(
-        "commit {commit} failed after the switch and was rolled back to release {previous}: {cause}\nUnless the failure was the host's own (I/O), the commit is quarantined: fix it and push, or retry with --force."
+        "commit {commit} failed after the switch and was rolled back to release {previous}: {cause}\n{}",
+        rolled_back_advice(*blame)
     )]
     RolledBack {
         commit: String,
         previous: String,
+        blame: Blame,
         cause: Box<ApplyError>,
     },
     #[error(
@@ -71,6 +90,26 @@ pub enum Error {
     },
 }
 
+fn refused_advice(blame: Blame) -> &'static str {
+    match blame {
+        Blame::Commit => {
+            "Nothing was restarted or reloaded: the host runs what it ran before. The commit is quarantined: fix it and push, or retry with --force."
+        }
+        Blame::Host => {
+            "Nothing was restarted or reloaded: the host runs what it ran before. This is the host's problem, not the commit's: fix it on the host; the next run tries the commit again."
+        }
+    }
+}
+
+fn rolled_back_advice(blame: Blame) -> &'static str {
+    match blame {
+        Blame::Commit => "The commit is quarantined: fix it and push, or retry with --force.",
+        Blame::Host => {
+            "This is the host's problem, not the commit's: fix it on the host; the next run tries the commit again."
+        }
+    }
+}
+
 impl Error {
     /// The documented exit code for this error.
     pub fn exit_code(&self) -> u8 {
@@ -79,10 +118,16 @@ impl Error {
             Error::Lock(LockError::Held { .. }) => exit::LOCKED,
             Error::Lock(LockError::Io { .. }) => exit::APPLY,
             Error::Fetch(_) => exit::FETCH,
-            Error::Invalid(_) => exit::INVALID,
+            Error::Invalid(_) | Error::Plan(_) => exit::INVALID,
             Error::Apply(_) => exit::APPLY,
             Error::State { .. } => exit::INTERNAL,
-            Error::Refused { .. } => exit::INVALID,
+            Error::Refused {
+                blame: Blame::Commit,
+                ..
+            } => exit::INVALID,
+            Error::Refused {
+                blame: Blame::Host, ..
+            } => exit::APPLY,
             Error::RolledBack { .. } => exit::ROLLED_BACK,
             Error::Quarantined { .. } => exit::QUARANTINED,
         }
@@ -98,7 +143,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("host config {0}")]
-    Yaml(#[from] crate::yaml::YamlError),
+    Yaml(#[from] crate::spec::yaml::YamlError),
     #[error("no deploy repo given: set `repo:` in {config} or pass --repo")]
     NoRepo { config: PathBuf },
     #[error("{0}")]
@@ -112,11 +157,19 @@ pub enum LockError {
         "another plumb run (pid {pid}) holds the lock {path}; wait for it to finish, or pass --wait"
     )]
     Held { path: PathBuf, pid: String },
-    #[error("cannot take the lock {path}: {source}")]
+    #[error("cannot take the lock {path}: {source}{}", lock_hint(source))]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+fn lock_hint(source: &std::io::Error) -> &'static str {
+    if source.kind() == std::io::ErrorKind::PermissionDenied {
+        " (run as root, or pass --root DIR to try plumb in a sandbox)"
+    } else {
+        ""
+    }
 }
 
 /// Fetching or reading the deploy repo.
@@ -135,8 +188,12 @@ pub enum FetchError {
         reason: String,
         known_hosts: PathBuf,
     },
-    #[error("branch {branch:?} not found at {remote}")]
-    NoBranch { remote: String, branch: String },
+    #[error("branch {branch:?} not found at {remote}{}", list_branches(available))]
+    NoBranch {
+        remote: String,
+        branch: String,
+        available: Vec<String>,
+    },
     #[error("revision {rev:?} of {remote} {why}")]
     NoRevision {
         remote: String,
@@ -152,11 +209,19 @@ pub enum FetchError {
     },
 }
 
+fn list_branches(available: &[String]) -> String {
+    if available.is_empty() {
+        "; it has no branches at all".into()
+    } else {
+        format!("; it has: {}", available.join(", "))
+    }
+}
+
 /// The commit cannot be deployed as it is; the host was not touched.
 #[derive(Debug, Error)]
 pub enum InvalidError {
     #[error("{0}")]
-    Yaml(#[from] crate::yaml::YamlError),
+    Yaml(#[from] crate::spec::yaml::YamlError),
     #[error("{file}: {message}")]
     Repo { file: String, message: String },
     #[error("template {template}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
@@ -166,15 +231,7 @@ pub enum InvalidError {
         message: String,
     },
     #[error("{0}")]
-    Path(#[from] crate::paths::PathError),
-    #[error(
-        "{path} exists and is not managed by plumb; move it away (or delete it) and run again. Nothing was changed"
-    )]
-    NotOwned { path: PathBuf },
-    #[error(
-        "{path} is managed by plumb but was replaced by hand with something that is not its link; compare it with the release, move it away, and run again. Nothing was changed"
-    )]
-    ReplacedByHand { path: PathBuf },
+    Path(#[from] crate::spec::paths::PathError),
 }
 
 /// Changing the host failed part-way.
@@ -186,19 +243,23 @@ pub enum ApplyError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Command(#[from] crate::host::CommandError),
+    #[error("{step}: {source}")]
+    Step {
+        step: String,
+        blame: Blame,
+        source: Box<ProcessError>,
+    },
     #[error("build of app {app} failed: {source}")]
     Build {
         app: String,
-        source: Box<crate::host::CommandError>,
+        source: Box<ProcessError>,
     },
     #[error("{} hook of app {app} failed: {source}{}", if *pre_switch { "pre-switch" } else { "post-switch" }, backup.as_ref().map(|b| format!("\nThe app's shared data was archived before it: {}", b.display())).unwrap_or_default())]
     Hook {
         app: String,
         pre_switch: bool,
         backup: Option<PathBuf>,
-        source: Box<crate::host::CommandError>,
+        source: Box<ProcessError>,
     },
     #[error(
         "undoing the failed deploy did not finish; these steps failed:\n  {}\nThe host may run parts of both releases. The journal is kept: the next run tries the undo again. Check `plumb status`.",
@@ -212,18 +273,17 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
-    /// Whether the failure is the commit's doing (a build, hook, check or
-    /// validation that failed), as opposed to the host's (I/O): only the
-    /// former quarantines the commit.
-    pub fn is_the_commits_fault(&self) -> bool {
-        matches!(
-            self,
-            ApplyError::Command(_) | ApplyError::Build { .. } | ApplyError::Hook { .. }
-        )
+    /// Whose fault the failure is.
+    pub fn blame(&self) -> Blame {
+        match self {
+            ApplyError::Step { blame, .. } => *blame,
+            ApplyError::Build { source, .. } | ApplyError::Hook { source, .. } => source.blame(),
+            ApplyError::Io { .. }
+            | ApplyError::UndoIncomplete { .. }
+            | ApplyError::Journal { .. } => Blame::Host,
+        }
     }
-}
 
-impl ApplyError {
     /// Wrap an I/O error with what was being done and on which path.
     pub fn io(
         action: &'static str,

@@ -1,15 +1,15 @@
-//! The `plumb` binary: parse flags, set up logging, run the library, pick the exit code.
+//! The `plumb` binary: parse flags, set up output, run the library, pick the exit code.
 
 use clap::Parser;
 use plumb::cli::Cli;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    plumb::logging::init(cli.verbose);
+    plumb::ui::init(cli.verbose, cli.quiet);
     match plumb::commands::run(cli) {
         Ok(code) => code.into(),
         Err(error) => {
-            eprintln!("error: {error}");
+            plumb::ui::error(&error);
             error.exit_code().into()
         }
     }

@@ -1,18 +1,20 @@
-//! Subcommands: each takes resolved `Settings` and a `Host`.
+//! Subcommands: each takes resolved `Settings` and a `Host`. This is the
+//! only layer that sees clap's types (to turn them into `Settings`) and
+//! that chooses the host (the machine, or a sandbox).
 
-mod common;
-pub mod daemon;
+mod deploy;
 pub mod plan;
 pub mod reconcile;
 pub mod releases;
 pub mod rollback;
+pub mod run;
 pub mod status;
 pub mod validate;
 
 use crate::cli::{Cli, Command, Common};
 use crate::error::Error;
-use crate::host::Host;
-use crate::settings::{Flags, Settings};
+use crate::host::{Host, RealHost};
+use crate::spec::settings::{Flags, Settings};
 
 /// Run the command `cli` asks for; returns the exit code on success.
 pub fn run(cli: Cli) -> Result<u8, Error> {
@@ -22,17 +24,38 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         flags.repo.get_or_insert_with(|| ".".into());
     }
     let settings = Settings::resolve(&flags)?;
-    if let Command::Run = cli.command {
-        return daemon::run(&settings, &flags);
-    }
     crate::source::prepare(&settings.remote);
-    match crate::fault::KillAt::from_env(settings.host()) {
-        Ok(host) => dispatch(cli.command, &settings, &host),
-        Err(host) => dispatch(cli.command, &settings, &host),
+    let host = host_for(&settings);
+    #[cfg(feature = "fault-injection")]
+    {
+        match crate::host::fault::KillAt::from_env(host) {
+            Ok(host) => dispatch(cli.command, &settings, &flags, &host),
+            Err(host) => dispatch(cli.command, &settings, &flags, &host),
+        }
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    dispatch(cli.command, &settings, &flags, &host)
+}
+
+/// The machine, or (on a sandbox root) the machine below it with a recorder.
+pub fn host_for(settings: &Settings) -> RealHost {
+    if settings.record {
+        RealHost::sandbox(
+            settings.root.clone(),
+            settings.commands.clone(),
+            settings.layout.calls_log(),
+        )
+    } else {
+        RealHost::machine(settings.root.clone(), settings.commands.clone())
     }
 }
 
-fn dispatch(command: Command, settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
+fn dispatch(
+    command: Command,
+    settings: &Settings,
+    flags: &Flags,
+    host: &dyn Host,
+) -> Result<u8, Error> {
     match command {
         Command::Reconcile {
             once: _,
@@ -42,7 +65,7 @@ fn dispatch(command: Command, settings: &Settings, host: &dyn Host) -> Result<u8
         } => {
             // `plumb run` says why it started this run; systemd sets
             // INVOCATION_ID for the runs of plumb.service (the timer).
-            let trigger = match std::env::var(daemon::TRIGGER_VAR) {
+            let trigger = match std::env::var(run::TRIGGER_VAR) {
                 Ok(trigger) => trigger,
                 Err(_) if std::env::var_os("INVOCATION_ID").is_some() => "timer".into(),
                 Err(_) => "manual".into(),
@@ -55,9 +78,9 @@ fn dispatch(command: Command, settings: &Settings, host: &dyn Host) -> Result<u8
             };
             reconcile::run_with_metrics(settings, host, &options)
         }
-        Command::Run => unreachable!("handled before dispatch"),
+        Command::Run => run::run(settings, flags),
         Command::Plan => plan::run(settings, host),
-        Command::Status { json } => status::run(settings, host, json),
+        Command::Status { json, verify } => status::run(settings, host, json, verify),
         Command::Releases => releases::run(settings, host),
         Command::Rollback { release, wait } => {
             rollback::run(settings, host, release.as_deref(), wait)

@@ -3,47 +3,53 @@
 
 use similar::TextDiff;
 
-use crate::error::{Error, exit};
-use crate::host::Host;
-use crate::lock;
-use crate::plan::{self, Change};
-use crate::release::{self, Layout};
-use crate::settings::Settings;
+use crate::apply::StateStore;
+use crate::apply::observe;
+use crate::error::{ApplyError, Error, exit};
+use crate::host::{Host, lock};
+use crate::plan::{Change, short};
 use crate::source::Mirror;
-use crate::state::State;
+use crate::spec::layout::Layout;
+use crate::spec::settings::Settings;
+use crate::ui;
 
-use super::common::{self, short};
+use super::deploy;
 
 pub fn run(settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
     let layout = &settings.layout;
+    let files = host.files();
     // The fetch writes the mirror: never at the same time as a reconcile.
-    let _lock = lock::acquire(&host.real(&settings.lock_path), false)?;
-    host.create_dir_all(&layout.state_dir)
-        .map_err(crate::error::ApplyError::io("create", &layout.state_dir))?;
-    let state = State::load(host, &layout.state_file())?;
-    let mirror = Mirror::open(&host.real(&layout.mirror()))?;
+    let _lock = lock::acquire(&files.real(&settings.lock_path), false)?;
+    files
+        .create_dir_all(&layout.state_dir)
+        .map_err(ApplyError::io("create", &layout.state_dir))?;
+    let mut store = StateStore::load(host, &layout.state_file())?;
+    let mirror = Mirror::open(&files.real(&layout.mirror()))?;
     let commit = mirror.fetch(&settings.remote, &settings.branch)?;
-    if let Some(q) = state.quarantined(&commit) {
-        println!(
+    if let Some(q) = store.state.quarantined(&commit) {
+        ui::line(format_args!(
             "note: {} is quarantined ({}); reconcile will not deploy it without --force",
             short(&commit),
             q.reason
-        );
+        ));
     }
-    let desired = common::render_commit(settings, host, &mirror, &commit)?;
-    let observed = common::observe(host, layout, &state, &desired);
-    let plan = plan::plan(&desired, &observed, "<new release>")?;
-    if plan.is_empty() {
-        println!("no changes: the host is at {}", short(&commit));
+    let desired = deploy::render_commit(settings, host, &mirror, &commit)?;
+    let plan = deploy::prepare(settings, host, &mut store, &desired, "plan", true)?;
+    if plan.is_noop() {
+        ui::line(format_args!(
+            "no changes: the host is at {}",
+            short(&commit)
+        ));
         return Ok(exit::OK);
     }
-    println!(
+    ui::line(format_args!(
         "plan for {} ({}) on host {}",
         short(&commit),
         settings.branch,
         settings.hostname
-    );
-    common::print_plan(&plan);
+    ));
+    deploy::print_changes(&plan);
+    deploy::print_steps(&plan);
     for (path, change) in &plan.changes {
         let old = match change {
             Change::Created => Vec::new(),
@@ -61,14 +67,13 @@ pub fn run(settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
 
 /// The bytes of `path` in the current release.
 fn live(host: &dyn Host, layout: &Layout, path: &std::path::Path) -> Vec<u8> {
-    let Some(id) = release::current_id(host, layout) else {
+    let Some(info) = observe::current(host, layout) else {
         return Vec::new();
     };
-    let file = layout
-        .release(&id)
-        .join("files")
-        .join(path.strip_prefix("/").unwrap_or(path));
-    host.read(&file).unwrap_or_default()
+    let key = crate::plan::release::Key::file(path);
+    host.files()
+        .read(&layout.release_file(&info.id, &key))
+        .unwrap_or_default()
 }
 
 fn print_diff(path: &str, old: &[u8], new: &[u8], commit: &str) {
@@ -80,8 +85,8 @@ fn print_diff(path: &str, old: &[u8], new: &[u8], commit: &str) {
                 .context_radius(3)
                 .header(&format!("{path} (live)"), &format!("{path} ({commit})"))
                 .to_string();
-            print!("{text}");
+            ui::raw(&text);
         }
-        _ => println!("binary file {path} differs"),
+        _ => ui::line(format_args!("binary file {path} differs")),
     }
 }

@@ -1,16 +1,17 @@
-//! `plumb reconcile --once`: fetch, render, plan, apply.
+//! `plumb reconcile --once`: fetch, verify, render, prepare, plan, apply.
 
-use crate::drift;
-use crate::error::{Error, exit};
-use crate::host::{CallMode, Host};
-use crate::lock;
-use crate::plan;
-use crate::release;
-use crate::settings::Settings;
+use crate::apply::journal::{self, Resume};
+use crate::apply::observe::{self, Depth};
+use crate::apply::{Executor, StateStore, release};
+use crate::error::{ApplyError, Error, exit};
+use crate::host::{Host, lock};
+use crate::plan::state::DeployedRef;
+use crate::plan::{self, Target, short};
 use crate::source::Mirror;
-use crate::state::State;
+use crate::spec::settings::Settings;
+use crate::ui;
 
-use super::common::{self, short};
+use super::deploy;
 
 /// How `reconcile` was asked to run.
 #[derive(Debug, Clone, Default)]
@@ -22,48 +23,6 @@ pub struct Options {
     pub trigger: String,
 }
 
-/// Repair drift of the current release (missing links, stopped
-/// units) without deploying anything new: what a run does while the branch
-/// head is quarantined.
-fn repair_current(
-    settings: &Settings,
-    host: &dyn Host,
-    state: &mut State,
-    options: &Options,
-) -> Result<(), Error> {
-    let layout = &settings.layout;
-    if drift::detect(host, layout, state).is_empty() {
-        return Ok(());
-    }
-    let Some(info) = release::current_id(host, layout)
-        .and_then(|id| crate::release::ReleaseInfo::load(host, layout, &id))
-    else {
-        return Ok(());
-    };
-    let desired = release::desired_of(host, layout, &info).map_err(
-        crate::error::ApplyError::io("read", layout.release(&info.id)),
-    )?;
-    let mut observed = common::observe(host, layout, state, &desired);
-    if !observed.tampered.is_empty() {
-        // Rebuilding needs the commit rendered again: that waits for a deployable head.
-        eprintln!(
-            "warning: files of release {} were modified; they are repaired by the next deploy",
-            info.id
-        );
-        observed.tampered.clear();
-    }
-    observed.release_exists = true;
-    let mut plan = plan::plan(&desired, &observed, &info.id)?;
-    if plan.is_empty() {
-        return Ok(());
-    }
-    plan.trigger = options.trigger.clone();
-    println!("repairing release {} ({})", info.id, short(&info.commit));
-    common::print_plan(&plan);
-    common::execute(settings, host, &plan, &desired, state)?;
-    Ok(())
-}
-
 /// `run`, then the metrics file (if configured) with how it went.
 pub fn run_with_metrics(
     settings: &Settings,
@@ -73,10 +32,13 @@ pub fn run_with_metrics(
     let started = std::time::Instant::now();
     let result = run(settings, host, options);
     if let (Some(path), false) = (&settings.metrics_file, options.dry_run) {
-        let state = State::load(host, &settings.layout.state_file()).unwrap_or_default();
-        if let Err(e) = crate::metrics::write(host, path, &state, result.is_ok(), started.elapsed())
-        {
-            eprintln!("warning: cannot write metrics: {e}");
+        let state = StateStore::load(host, &settings.layout.state_file())
+            .map(|s| s.state)
+            .unwrap_or_default();
+        let written =
+            crate::daemon::metrics::write(host, path, &state, result.is_ok(), started.elapsed());
+        if let Err(e) = written {
+            ui::warn(&format!("cannot write metrics: {e}"));
         }
     }
     result
@@ -85,23 +47,37 @@ pub fn run_with_metrics(
 /// Bring the host to the commit the branch points at.
 pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8, Error> {
     let layout = &settings.layout;
-    let _lock = lock::acquire(&host.real(&settings.lock_path), options.wait)?;
-    host.create_dir_all(&layout.state_dir)
-        .map_err(crate::error::ApplyError::io("create", &layout.state_dir))?;
-    let mut state = State::load(host, &layout.state_file())?;
-    if !options.dry_run
-        && let Some(message) =
-            crate::journal::resume(host, layout, &mut state, settings.keep_releases)?
-    {
-        println!("{message}");
-    }
-    let mirror = Mirror::open(&host.real(&layout.mirror()))?;
+    let files = host.files();
+    let _lock = lock::acquire(&files.real(&settings.lock_path), options.wait)?;
+    crate::host::confine::sweep_stale();
+    files
+        .create_dir_all(&layout.state_dir)
+        .map_err(ApplyError::io("create", &layout.state_dir))?;
+    let mut store = StateStore::load(host, &layout.state_file())?;
+    let mirror = Mirror::open(&files.real(&layout.mirror()))?;
     let commit = mirror.fetch(&settings.remote, &settings.branch)?;
+    let exec = Executor {
+        host,
+        layout,
+        keep_releases: settings.keep_releases,
+    };
+    // An interrupted run: finished when it deploys this very commit,
+    // undone when a newer commit (or --force) supersedes it.
+    if !options.dry_run
+        && let Some(unfinished) = journal::read(host, layout)?
+    {
+        let how = if unfinished.plan.commit == commit && !options.force {
+            Resume::Finish
+        } else {
+            Resume::Supersede
+        };
+        ui::line(journal::resume(&exec, unfinished, how, &mut store)?);
+    }
     if !options.force {
-        if let Some(q) = state.quarantined(&commit).cloned() {
+        if let Some(q) = store.state.quarantined(&commit).cloned() {
             // Stay on the current release, but keep it whole.
             if !options.dry_run {
-                repair_current(settings, host, &mut state, options)?;
+                repair_current(settings, host, &mut store, options)?;
             }
             return Err(Error::Quarantined {
                 commit: short(&commit).to_string(),
@@ -111,29 +87,49 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
             });
         }
         let fingerprint = settings.fingerprint();
-        let on_commit = state
+        let on_commit = store
+            .state
             .deployed
             .as_ref()
             .is_some_and(|d| d.commit == commit && d.fingerprint == fingerprint);
-        if on_commit && drift::detect(host, layout, &state).is_empty() {
-            println!("up to date at {}", short(&commit));
+        if on_commit && observe::detect(host, layout, &store.state, Depth::Quick).is_empty() {
+            ui::line(format_args!("up to date at {}", short(&commit)));
             return Ok(exit::OK);
         }
     }
 
-    let desired = common::render_commit(settings, host, &mirror, &commit)?;
-    let observed = common::observe(host, layout, &state, &desired);
-    let id = release::new_id(host, layout, &commit);
-    let mut plan = plan::plan(&desired, &observed, &id)?;
-    plan.trigger = options.trigger.clone();
-    if plan.is_empty() {
-        // The host matches; make sure state.json says so (e.g. after it was
-        // moved aside, or the settings changed), so the next run is cheap.
-        if !options.dry_run && common::adopt(host, layout, &plan, &mut state)? {
-            println!("up to date at {} (state recorded)", short(&commit));
-        } else {
-            println!("up to date at {} (checked in full)", short(&commit));
+    let desired = deploy::render_commit(settings, host, &mirror, &commit)
+        .map_err(|e| deploy::invalid(host, &mut store, &commit, e, &options.trigger))?;
+    let plan = deploy::prepare(
+        settings,
+        host,
+        &mut store,
+        &desired,
+        &options.trigger,
+        options.dry_run,
+    )?;
+    if plan.is_noop() {
+        let recorded = store.state.deployed.as_ref().is_some_and(|d| {
+            d.commit == plan.commit
+                && d.release == plan.release
+                && d.fingerprint == plan.fingerprint
+        }) && plan.records().all(|r| match r {
+            crate::plan::state::StateChange::Owned(o) => *o == store.state.owned,
+            _ => true,
+        });
+        if recorded || options.dry_run {
+            ui::line(format_args!(
+                "up to date at {} (checked in full)",
+                short(&commit)
+            ));
+            return Ok(exit::OK);
         }
+        deploy::execute(settings, host, &plan, &mut store)?;
+        ui::line(format_args!(
+            "commit {} deployed with no changes: release {} already holds it",
+            short(&commit),
+            plan.release
+        ));
         return Ok(exit::OK);
     }
     let verb = if options.dry_run {
@@ -141,24 +137,70 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
     } else {
         "deploying"
     };
-    println!(
+    ui::line(format_args!(
         "{verb} {} ({}) for host {}",
         short(&commit),
         settings.branch,
         settings.hostname
-    );
-    common::print_plan(&plan);
+    ));
+    deploy::print_changes(&plan);
     if options.dry_run {
-        println!("dry run: nothing was changed");
+        deploy::print_steps(&plan);
+        ui::line("dry run: nothing was changed");
         return Ok(exit::OK);
     }
-    let outcome = common::execute(settings, host, &plan, &desired, &mut state)?;
-    if let (CallMode::Record(log), true) = (&settings.call_mode, outcome.host_calls > 0) {
-        println!(
+    let outcome = deploy::execute(settings, host, &plan, &mut store)?;
+    if settings.record && outcome.host_calls > 0 {
+        ui::line(format_args!(
             "  (sandbox root: host commands recorded in {}, not run)",
-            host.real(log).display()
-        );
+            files.real(&layout.calls_log()).display()
+        ));
     }
-    println!("{}", common::summary(&plan, &outcome));
+    ui::line(deploy::summary(&plan, &outcome));
     Ok(exit::OK)
+}
+
+/// Repair drift of the current release (missing links, stopped units)
+/// without deploying anything new: what a run does while the branch head
+/// is quarantined. Files of the release modified by hand are reported, and
+/// wait for the next deployable commit (never a restart loop).
+fn repair_current(
+    settings: &Settings,
+    host: &dyn Host,
+    store: &mut StateStore,
+    options: &Options,
+) -> Result<(), Error> {
+    let layout = &settings.layout;
+    if observe::detect(host, layout, &store.state, Depth::Quick).is_empty() {
+        return Ok(());
+    }
+    let Some(info) = observe::current(host, layout) else {
+        return Ok(());
+    };
+    let mut observed = observe::observe(host, layout, &store.state, &info, Depth::Quick);
+    if !observed.tampered.is_empty() {
+        ui::warn(&format!(
+            "files of release {} were modified by hand; they are repaired by the next deploy",
+            info.id
+        ));
+        observed.tampered.clear();
+    }
+    let deployed = observed.deployed.clone().unwrap_or(DeployedRef {
+        commit: info.commit.clone(),
+        release: info.id.clone(),
+        fingerprint: info.fingerprint.clone(),
+    });
+    let target = Target { info, new: false };
+    let mut plan = plan::plan(&target, &observed, &deployed)?;
+    if plan.is_noop() {
+        return Ok(());
+    }
+    plan.trigger = options.trigger.clone();
+    ui::line(format_args!(
+        "repairing release {} ({})",
+        plan.release,
+        short(&plan.commit)
+    ));
+    deploy::execute(settings, host, &plan, store)?;
+    Ok(())
 }

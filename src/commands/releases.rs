@@ -1,33 +1,30 @@
 //! `plumb releases`: the releases on disk, newest first, marking the current
 //! one and the ones that failed.
 
+use crate::apply::{StateStore, release};
 use crate::error::{ApplyError, Error, exit};
 use crate::host::Host;
-use crate::release::{self, ReleaseInfo};
-use crate::settings::Settings;
-use crate::state::State;
+use crate::plan::short;
+use crate::spec::settings::Settings;
+use crate::ui;
 
 pub fn run(settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
     let layout = &settings.layout;
-    let state = State::load(host, &layout.state_file())?;
+    let store = StateStore::load(host, &layout.state_file())?;
+    let state = &store.state;
     let current = release::current_id(host, layout);
-    let mut ids = match host.list_dir(&layout.releases()) {
-        Ok(ids) => ids,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(ApplyError::io("list", layout.releases())(e).into()),
-    };
-    ids.retain(|id| !id.starts_with('.'));
-    ids.sort();
+    let ids = release::list(host, layout).map_err(ApplyError::io("list", layout.releases()))?;
     if ids.is_empty() {
-        println!("no releases yet");
+        ui::out("no releases yet");
     }
     for id in ids.iter().rev() {
-        let Some(info) = ReleaseInfo::load(host, layout, id) else {
-            println!("  {id}  (unreadable release.json)");
+        let Some(info) = release::load(host, layout, id) else {
+            ui::out(format_args!("  {id}  (unreadable release.json)"));
             continue;
         };
+        let is_current = current.as_deref() == Some(id.as_str());
         let mut marks = Vec::new();
-        if current.as_deref() == Some(id.as_str()) {
+        if is_current {
             marks.push("current".to_string());
         }
         if let Some(event) = state
@@ -36,6 +33,7 @@ pub fn run(settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
             .rev()
             .find(|e| e.release.as_deref() == Some(id.as_str()))
             && event.result != "deployed"
+            && event.result != "no changes"
         {
             marks.push(event.result.clone());
         }
@@ -45,21 +43,17 @@ pub fn run(settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
                 q.reason.lines().next().unwrap_or_default()
             ));
         }
-        let star = if current.as_deref() == Some(id.as_str()) {
-            "*"
-        } else {
-            " "
-        };
+        let star = if is_current { "*" } else { " " };
         let marks = if marks.is_empty() {
             String::new()
         } else {
             format!("  ({})", marks.join("; "))
         };
-        println!(
+        ui::out(format_args!(
             "{star} {id}  {}  {}{marks}",
-            crate::release::short(&info.commit),
+            short(&info.commit),
             info.created
-        );
+        ));
     }
     Ok(exit::OK)
 }

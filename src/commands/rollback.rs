@@ -1,16 +1,20 @@
 //! `plumb rollback [RELEASE]`: switch back to an earlier release with the same
-//! validation, restarts and health checks as a deploy, then quarantine the
-//! commit it leaves so the next scheduled run does not redeploy it.
+//! validation, restarts and health checks as a deploy, and quarantine the
+//! commit it leaves — as a step of the plan, so a rollback killed half-way
+//! is finished with its quarantine by the next run.
 
+use crate::apply::journal::{self, Resume};
+use crate::apply::observe::{self, Depth};
+use crate::apply::{Executor, StateStore, release};
 use crate::error::{ConfigError, Error, exit};
-use crate::host::Host;
-use crate::lock;
-use crate::plan;
-use crate::release::{self, ReleaseInfo};
-use crate::settings::Settings;
-use crate::state::{Quarantined, State};
+use crate::host::{Host, lock};
+use crate::plan::state::{DeployedRef, State, StateChange};
+use crate::plan::{self, Action, Target, short};
+use crate::spec::layout::Layout;
+use crate::spec::settings::Settings;
+use crate::ui;
 
-use super::common::{self, short};
+use super::deploy;
 
 /// Switch to `target` (default: the release before the current one).
 pub fn run(
@@ -20,11 +24,21 @@ pub fn run(
     wait: bool,
 ) -> Result<u8, Error> {
     let layout = &settings.layout;
-    let _lock = lock::acquire(&host.real(&settings.lock_path), wait)?;
-    let mut state = State::load(host, &layout.state_file())?;
-    if let Some(message) = crate::journal::resume(host, layout, &mut state, settings.keep_releases)?
-    {
-        println!("{message}");
+    let _lock = lock::acquire(&host.files().real(&settings.lock_path), wait)?;
+    let mut store = StateStore::load(host, &layout.state_file())?;
+    let exec = Executor {
+        host,
+        layout,
+        keep_releases: settings.keep_releases,
+    };
+    if let Some(unfinished) = journal::read(host, layout)? {
+        // A rollback supersedes whatever was under way.
+        ui::line(journal::resume(
+            &exec,
+            unfinished,
+            Resume::Supersede,
+            &mut store,
+        )?);
     }
     let current = release::current_id(host, layout).ok_or_else(|| {
         ConfigError::Invalid(
@@ -32,75 +46,95 @@ pub fn run(
         )
     })?;
     let target = match target {
-        Some(id) => id.to_string(),
-        None => previous(host, layout, &state, &current).ok_or_else(|| {
+        Some(id) => checked_name(host, layout, id)?,
+        None => previous(host, layout, &store.state, &current).ok_or_else(|| {
             ConfigError::Invalid(format!(
                 "release {current} is the only release; there is nothing to roll back to"
             ))
         })?,
     };
     if target == current {
-        println!("release {current} is already current");
+        ui::line(format_args!("release {current} is already current"));
         return Ok(exit::OK);
     }
-    let info = ReleaseInfo::load(host, layout, &target).ok_or_else(|| {
+    let info = release::load(host, layout, &target).ok_or_else(|| {
         ConfigError::Invalid(format!(
-            "release {target} not found in {}; see `plumb releases`",
-            host.real(&layout.releases()).display()
+            "release {target} has no readable release.json; see `plumb releases`"
         ))
     })?;
-    let desired = release::desired_of(host, layout, &info).map_err(
-        crate::error::ApplyError::io("read", layout.release(&target)),
-    )?;
-    let mut observed = common::observe(host, layout, &state, &desired);
-    observed.release_exists = true;
-    let mut plan = plan::plan(&desired, &observed, &target)?;
+    let observed = observe::observe(host, layout, &store.state, &info, Depth::Quick);
+    let deployed = DeployedRef {
+        commit: info.commit.clone(),
+        release: info.id.clone(),
+        fingerprint: info.fingerprint.clone(),
+    };
+    let leaving = store.state.deployed.as_ref().map(|d| d.commit.clone());
+    let commit = info.commit.clone();
+    let mut plan = plan::plan(&Target { info, new: false }, &observed, &deployed)?;
     plan.trigger = "rollback".into();
-    let leaving = state.deployed.as_ref().map(|d| d.commit.clone());
-    println!(
-        "rolling back from release {current} to {target} ({})",
-        short(&info.commit)
-    );
-    common::print_plan(&plan);
-    let outcome = common::execute(settings, host, &plan, &desired, &mut state)?;
-    if let Some(commit) = leaving.filter(|c| *c != info.commit) {
-        state.add_quarantine(Quarantined {
-            commit: commit.clone(),
+    if let Some(left) = leaving.as_ref().filter(|c| **c != commit) {
+        plan.actions.push(Action::Record(StateChange::Quarantine {
+            commit: left.clone(),
             reason: format!("rolled back by hand from release {current} to {target}"),
-            at: jiff::Timestamp::now().to_string(),
-        });
-        state.save(host, &layout.state_file())?;
-        println!(
-            "  quarantined {}: the next run stays on {target} until a new commit or --force",
-            short(&commit)
-        );
+        }));
     }
-    println!("{}", common::summary(&plan, &outcome));
+    ui::line(format_args!(
+        "rolling back from release {current} to {target} ({})",
+        short(&commit)
+    ));
+    deploy::print_changes(&plan);
+    let outcome = deploy::execute(settings, host, &plan, &mut store)?;
+    if let Some(left) = leaving.filter(|c| *c != commit) {
+        ui::line(format_args!(
+            "  quarantined {}: the next run stays on {target} until a new commit or --force",
+            short(&left)
+        ));
+    }
+    ui::line(deploy::summary(&plan, &outcome));
     Ok(exit::OK)
 }
 
-/// The release deployed before `current`: the newest one older than it.
-fn previous(
-    host: &dyn Host,
-    layout: &crate::release::Layout,
-    state: &State,
-    current: &str,
-) -> Option<String> {
+/// A release name as given on the command line: a plain name of a release
+/// directory that exists (never a path).
+fn checked_name(host: &dyn Host, layout: &Layout, id: &str) -> Result<String, ConfigError> {
+    let plain = !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    let exists = plain
+        && release::list(host, layout)
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r == id);
+    if exists {
+        Ok(id.to_string())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "{id:?} is not a release; `plumb releases` lists them"
+        )))
+    }
+}
+
+/// The release deployed before `current`: the newest one older than it
+/// whose commit is not quarantined.
+fn previous(host: &dyn Host, layout: &Layout, state: &State, current: &str) -> Option<String> {
+    let usable = |id: &String| {
+        id != current
+            && release::load(host, layout, id)
+                .is_some_and(|info| state.quarantined(&info.commit).is_none())
+    };
     let from_history = state
         .history
         .iter()
         .rev()
         .filter(|e| e.result == "deployed")
         .filter_map(|e| e.release.clone())
-        .find(|id| {
-            id != current
-                && ReleaseInfo::load(host, layout, id)
-                    .is_some_and(|info| state.quarantined(&info.commit).is_none())
-        });
+        .find(usable);
     from_history.or_else(|| {
-        let mut ids = host.list_dir(&layout.releases()).ok()?;
-        ids.sort();
-        ids.into_iter()
-            .rfind(|id| !id.starts_with('.') && id.as_str() < current)
+        release::list(host, layout)
+            .ok()?
+            .into_iter()
+            .rfind(|id| id.as_str() < current)
     })
 }

@@ -1,14 +1,19 @@
-//! `plumb status [--json]`: what is deployed, the last run, quarantine and
-//! drift. Reads only; takes no lock and fetches nothing.
+//! `plumb status [--json] [--verify]`: what is deployed, the last run,
+//! quarantine and drift. Reads only; takes no lock and fetches nothing.
 
 use serde::Serialize;
 
-use crate::drift::{self, Drift};
+use crate::apply::observe::{self, Depth, Drift};
+use crate::apply::{StateStore, release};
 use crate::error::{Error, exit};
 use crate::host::Host;
-use crate::release;
-use crate::settings::Settings;
-use crate::state::{Event, Quarantined, State};
+use crate::plan::short;
+use crate::plan::state::{Event, Quarantined};
+use crate::spec::settings::Settings;
+use crate::ui;
+
+/// Where the daemon publishes its next run for `plumb status`.
+pub const NEXT_RUN: &str = "/run/plumb/next-run";
 
 /// The report, as printed with `--json`.
 #[derive(Debug, Serialize)]
@@ -27,9 +32,10 @@ pub struct Status {
 }
 
 /// Gather the status of the host.
-pub fn status(settings: &Settings, host: &dyn Host) -> Result<Status, Error> {
+pub fn status(settings: &Settings, host: &dyn Host, depth: Depth) -> Result<Status, Error> {
     let layout = &settings.layout;
-    let state = State::load(host, &layout.state_file())?;
+    let store = StateStore::load(host, &layout.state_file())?;
+    let state = &store.state;
     Ok(Status {
         commit: state.deployed.as_ref().map(|d| d.commit.clone()),
         release: state.deployed.as_ref().map(|d| d.release.clone()),
@@ -37,60 +43,59 @@ pub fn status(settings: &Settings, host: &dyn Host) -> Result<Status, Error> {
         current: release::current_id(host, layout),
         last_run: state.history.last().cloned(),
         next_run: host
-            .read(std::path::Path::new(super::daemon::NEXT_RUN))
+            .files()
+            .read(std::path::Path::new(NEXT_RUN))
             .ok()
             .map(|b| String::from_utf8_lossy(&b).trim().to_string()),
         quarantine: state.quarantine.clone(),
-        drift: drift::detect(host, layout, &state),
+        drift: observe::detect(host, layout, state, depth),
     })
 }
 
-pub fn run(settings: &Settings, host: &dyn Host, json: bool) -> Result<u8, Error> {
-    let status = status(settings, host)?;
+pub fn run(settings: &Settings, host: &dyn Host, json: bool, verify: bool) -> Result<u8, Error> {
+    let depth = if verify { Depth::Full } else { Depth::Quick };
+    let status = status(settings, host, depth)?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status).expect("status serialises")
-        );
+        ui::out(serde_json::to_string_pretty(&status).expect("status serialises"));
         return Ok(exit::OK);
     }
     match (&status.commit, &status.release) {
         (Some(commit), Some(release)) => {
-            println!("deployed: {commit}");
-            println!(
+            ui::out(format_args!("deployed: {commit}"));
+            ui::out(format_args!(
                 "release:  {release} (since {})",
                 status.deployed_at.as_deref().unwrap_or("?")
-            );
+            ));
         }
-        _ => println!("deployed: nothing yet"),
+        _ => ui::out("deployed: nothing yet"),
     }
     if let Some(run) = &status.last_run {
-        println!(
+        ui::out(format_args!(
             "last run: {} {} {}",
             run.at,
             run.result,
-            crate::release::short(&run.commit)
-        );
+            short(&run.commit)
+        ));
     }
     if let Some(next) = &status.next_run {
-        println!("next run: {next} (plumb run)");
+        ui::out(format_args!("next run: {next} (plumb run)"));
     }
     if status.quarantine.is_empty() {
-        println!("quarantine: none");
+        ui::out("quarantine: none");
     }
     for q in &status.quarantine {
-        println!(
+        ui::out(format_args!(
             "quarantined: {} since {}: {}",
-            crate::release::short(&q.commit),
+            short(&q.commit),
             q.at,
             q.reason
-        );
+        ));
     }
     if status.drift.is_empty() {
-        println!("drift: none");
+        ui::out("drift: none");
     }
     for d in &status.drift {
-        println!("drift: {d}");
+        ui::out(format_args!("drift: {d}"));
     }
     Ok(exit::OK)
 }

@@ -1,19 +1,24 @@
 //! `plumb validate [DIR]`: render a deploy repo working tree for every host it
 //! defines and run every check — YAML, templates, target paths, `nginx -t`,
 //! `systemd-analyze verify` — for the deploy repo's own CI, before a push.
+//! The rendered files go to a scratch directory, never to the machine.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::desired::{self, Desired};
 use crate::error::{Error, exit};
+use crate::host::process::{Proc, ProcessError};
+use crate::host::{Host, RealHost};
+use crate::render::desired::{self, Desired};
 use crate::render::{self, HostFacts};
-use crate::repo;
-use crate::settings::Settings;
-use crate::tree::Tree;
+use crate::spec::deploy;
+use crate::spec::settings::{Commands, Settings};
+use crate::spec::tree::Tree;
+use crate::ui;
 
 /// Stands in for the commit when a working tree is rendered.
 const WORKTREE: &str = "0000000000000000000000000000000000000000";
+
+type Found = Vec<(&'static str, String)>;
 
 pub fn run(settings: &Settings, dir: &Path) -> Result<u8, Error> {
     let tree = Tree::from_dir(dir).map_err(|e| {
@@ -37,45 +42,43 @@ pub fn run(settings: &Settings, dir: &Path) -> Result<u8, Error> {
             h.to_string()
         }
     };
-    println!(
+    let names: Vec<String> = hosts.iter().map(|h| label(h)).collect();
+    ui::out(format_args!(
         "validating {} for {} host(s): {}",
         dir.display(),
         hosts.len(),
-        hosts
-            .iter()
-            .map(|h| label(h))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+        names.join(", ")
+    ));
     let mut problems = 0;
     for host in &hosts {
         let found = check_host(settings, &tree, host);
         for (severity, message) in &found {
-            println!("{}: {severity}: {message}", label(host));
+            ui::out(format_args!("{}: {severity}: {message}", label(host)));
         }
         let errors = found.iter().filter(|(s, _)| *s == "error").count();
         if errors == 0 {
-            println!("{}: ok", label(host));
+            ui::out(format_args!("{}: ok", label(host)));
         }
         problems += errors;
     }
     if problems > 0 {
-        println!("{problems} problem(s)");
+        ui::out(format_args!("{problems} problem(s)"));
         return Ok(exit::INVALID_REPO);
     }
     Ok(exit::OK)
 }
 
 /// Every problem of one host's rendering, as (severity, message).
-fn check_host(settings: &Settings, tree: &Tree, host: &str) -> Vec<(&'static str, String)> {
+fn check_host(settings: &Settings, tree: &Tree, host: &str) -> Found {
     let Ok(scratch) = tempfile::TempDir::new() else {
         return vec![("error", "cannot create a temporary directory".into())];
     };
-    let rendered = repo::load(tree, host)
+    let scratch = RealHost::machine(scratch.keep(), Commands::default());
+    let rendered = deploy::load(tree, host)
         .map_err(Error::from)
         .and_then(|input| {
-            let app_trees =
-                super::common::fetch_app_trees(settings, &input, &scratch.path().join("apps"))?;
+            let mirrors = scratch.files().real(Path::new("/apps"));
+            let app_trees = super::deploy::fetch_app_trees(settings, &input, &mirrors)?;
             let facts = HostFacts {
                 commit: WORKTREE,
                 fingerprint: "",
@@ -85,27 +88,29 @@ fn check_host(settings: &Settings, tree: &Tree, host: &str) -> Vec<(&'static str
             };
             Ok(render::render(tree, &input, &facts)?)
         });
-    let desired = match rendered {
-        Ok(desired) => desired,
-        Err(e) => return vec![("error", e.to_string())],
+    let mut found = match rendered {
+        Ok(desired) => {
+            let mut found = check_nginx(&desired, &scratch);
+            found.extend(check_units(&desired, &scratch));
+            found
+        }
+        Err(e) => vec![("error", e.to_string())],
     };
-    let mut found = Vec::new();
-    found.extend(check_nginx(&desired, scratch.path()));
-    found.extend(check_units(&desired, scratch.path()));
+    let _ = std::fs::remove_dir_all(scratch.files().root());
+    found.dedup();
     found
 }
 
-fn tool(name: &str, arg: &str) -> bool {
-    Command::new(name)
-        .arg(arg)
-        .output()
-        .is_ok_and(|o| o.status.success())
+/// Whether `argv` runs and succeeds (a tool is installed).
+fn tool(argv: &[&str]) -> bool {
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    Proc::new(&argv).run().is_ok()
 }
 
 /// `nginx -t` on the rendered nginx files, placed under a scratch prefix.
 /// Certificates missing on this machine are replaced by a throwaway
 /// self-signed one, so the check runs anywhere.
-fn check_nginx(desired: &Desired, scratch: &Path) -> Vec<(&'static str, String)> {
+fn check_nginx(desired: &Desired, scratch: &RealHost) -> Found {
     let files: Vec<(&PathBuf, String)> = desired
         .files
         .iter()
@@ -115,13 +120,14 @@ fn check_nginx(desired: &Desired, scratch: &Path) -> Vec<(&'static str, String)>
     if files.is_empty() {
         return Vec::new();
     }
-    if !tool("nginx", "-v") {
+    if !tool(&["nginx", "-v"]) {
         return vec![(
             "warning",
             "nginx is not installed here: nginx -t skipped".into(),
         )];
     }
-    let prefix = scratch.join("nginx");
+    let fs = scratch.files();
+    let prefix = fs.root().to_path_buf();
     let cert = prefix.join("selfsigned.pem");
     let mut needs_cert = false;
     for (path, text) in &files {
@@ -143,32 +149,34 @@ fn check_nginx(desired: &Desired, scratch: &Path) -> Vec<(&'static str, String)>
                 }
             }
         }
-        let to = prefix.join(path.strip_prefix("/").unwrap_or(path));
-        let written =
-            std::fs::create_dir_all(to.parent().unwrap()).and_then(|_| std::fs::write(&to, text));
+        let written = path
+            .parent()
+            .map(|dir| fs.create_dir_all(dir))
+            .unwrap_or(Ok(()))
+            .and_then(|_| fs.write_new(path, text.as_bytes(), 0o644));
         if let Err(e) = written {
-            return vec![("error", format!("cannot write {}: {e}", to.display()))];
+            return vec![("error", format!("cannot write {}: {e}", path.display()))];
         }
     }
     if needs_cert {
-        let made = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=validate",
-            ])
-            .arg("-keyout")
-            .arg(&cert)
-            .arg("-out")
-            .arg(&cert)
-            .output();
-        if !made.is_ok_and(|o| o.status.success()) {
+        let cert = cert.display().to_string();
+        let made = tool(&[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=validate",
+            "-keyout",
+            &cert,
+            "-out",
+            &cert,
+        ]);
+        if !made {
             return vec![(
                 "warning",
                 "certificates are missing and openssl is not available: nginx -t skipped".into(),
@@ -179,27 +187,26 @@ fn check_nginx(desired: &Desired, scratch: &Path) -> Vec<(&'static str, String)>
     let conf = format!(
         "pid {p}/nginx.pid;\nerror_log {p}/error.log;\nevents {{}}\nhttp {{\n  include {p}/etc/nginx/conf.d/*.conf;\n  include {p}/etc/nginx/sites-enabled/*;\n}}\n"
     );
-    let conf_path = prefix.join("nginx.conf");
-    if let Err(e) = std::fs::write(&conf_path, conf) {
-        return vec![(
-            "error",
-            format!("cannot write {}: {e}", conf_path.display()),
-        )];
+    if let Err(e) = fs.write_new(Path::new("/nginx.conf"), conf.as_bytes(), 0o644) {
+        return vec![("error", format!("cannot write nginx.conf: {e}"))];
     }
-    let out = Command::new("nginx")
-        .arg("-t")
-        .arg("-q")
-        .arg("-c")
-        .arg(&conf_path)
-        .arg("-p")
-        .arg(&prefix)
-        .arg("-e")
-        .arg(prefix.join("error.log"))
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Vec::new(),
-        Ok(o) => {
-            let text = String::from_utf8_lossy(&o.stderr).replace(&format!("{p}/"), "/");
+    let argv: Vec<String> = [
+        "nginx",
+        "-t",
+        "-q",
+        "-c",
+        &format!("{p}/nginx.conf"),
+        "-p",
+        &p.to_string(),
+        "-e",
+        &format!("{p}/error.log"),
+    ]
+    .map(String::from)
+    .to_vec();
+    match Proc::new(&argv).run() {
+        Ok(_) => Vec::new(),
+        Err(ProcessError::Exit { output, .. }) => {
+            let text = output.replace(&format!("{p}/"), "/");
             vec![("error", format!("nginx -t: {}", text.trim()))]
         }
         Err(e) => vec![("warning", format!("nginx -t could not run: {e}"))],
@@ -208,7 +215,7 @@ fn check_nginx(desired: &Desired, scratch: &Path) -> Vec<(&'static str, String)>
 
 /// `systemd-analyze verify` on the rendered units. Programs that only exist
 /// on the target host (ExecStart= of deployed scripts) are warnings here.
-fn check_units(desired: &Desired, scratch: &Path) -> Vec<(&'static str, String)> {
+fn check_units(desired: &Desired, scratch: &RealHost) -> Found {
     let units: Vec<(&str, &[u8])> = desired
         .files
         .iter()
@@ -217,32 +224,34 @@ fn check_units(desired: &Desired, scratch: &Path) -> Vec<(&'static str, String)>
     if units.is_empty() {
         return Vec::new();
     }
-    if !tool("systemd-analyze", "--version") {
+    if !tool(&["systemd-analyze", "--version"]) {
         return vec![(
             "warning",
             "systemd-analyze is not installed here: unit checks skipped".into(),
         )];
     }
-    let dir = scratch.join("units");
-    let mut paths = Vec::new();
+    let fs = scratch.files();
+    let dir = Path::new("/units");
+    let mut argv = vec!["systemd-analyze".to_string(), "verify".to_string()];
     for (name, bytes) in units {
         let path = dir.join(name);
-        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, bytes)) {
+        if let Err(e) = fs
+            .create_dir_all(dir)
+            .and_then(|_| fs.write_new(&path, bytes, 0o644))
+        {
             return vec![("error", format!("cannot write {}: {e}", path.display()))];
         }
-        paths.push(path);
+        argv.push(fs.real(&path).display().to_string());
     }
-    let out = match Command::new("systemd-analyze")
-        .arg("verify")
-        .args(&paths)
-        .output()
-    {
-        Ok(out) => out,
+    let output = match Proc::new(&argv).run() {
+        Ok(out) => out.text,
+        Err(ProcessError::Exit { output, .. }) => output,
         Err(e) => return vec![("warning", format!("systemd-analyze could not run: {e}"))],
     };
-    let text = String::from_utf8_lossy(&out.stderr)
-        .replace(&format!("{}/", dir.display()), "/etc/systemd/system/");
-    text.lines()
+    let real = format!("{}/", fs.real(dir).display());
+    output
+        .replace(&real, "/etc/systemd/system/")
+        .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             let host_only = line.contains("is not executable: No such file or directory");

@@ -11,9 +11,9 @@ use minijinja::{Environment, UndefinedBehavior, Value, context};
 
 use super::HostFacts;
 use crate::error::InvalidError;
-use crate::repo::DeployInput;
-use crate::templates;
-use crate::tree::Tree;
+use crate::render::templates;
+use crate::spec::deploy::DeployInput;
+use crate::spec::tree::Tree;
 
 /// Where a deploy repo's own templates live.
 pub(super) const TEMPLATE_DIR: &str = "templates";

@@ -7,15 +7,17 @@ use std::path::{Path, PathBuf};
 use minijinja::value::Serde;
 use minijinja::{Environment, Value, context};
 
-use crate::desired::{AppBuild, Desired, DesiredFile, Hook, SourceFile};
 use crate::error::InvalidError;
-use crate::paths::AllowedRoots;
-use crate::repo::{App, DeployInput, FileSpec};
-use crate::schedule;
-use crate::tree::Tree;
+use crate::spec::deploy::{App, DeployInput, FileSpec};
+use crate::spec::paths::AllowedRoots;
+use crate::spec::schedule;
+use crate::spec::tree::Tree;
+use desired::{AppBuild, Desired, DesiredFile, Hook, SourceFile};
 
+pub mod desired;
 mod env;
 mod parts;
+pub mod templates;
 
 use env::{environment, render_named};
 use parts::{build_key, check_backup, health_check, shared_paths};

@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
-use crate::desired::{HealthCheck, Probe, SourceFile};
+use super::desired::SourceFile;
 use crate::error::InvalidError;
-use crate::repo::{App, Health};
+use crate::spec::deploy::{App, Health};
+use crate::spec::health::{HealthCheck, Probe};
 
 /// Shared paths are plain relative paths inside the app directory.
 pub(super) fn shared_paths(origin: &str, app: &App) -> Result<Vec<String>, InvalidError> {
@@ -79,7 +80,10 @@ pub(super) fn health_check(
 /// A backup section the rendered scripts can run safely: absolute paths, at
 /// least one backup kept, distinct database names, and a destination that is
 /// neither inside the backed-up paths nor containing them.
-pub(super) fn check_backup(origin: &str, backup: &crate::repo::Backup) -> Result<(), InvalidError> {
+pub(super) fn check_backup(
+    origin: &str,
+    backup: &crate::spec::deploy::Backup,
+) -> Result<(), InvalidError> {
     let fail = |message: String| {
         Err(InvalidError::Repo {
             file: origin.to_string(),
@@ -89,7 +93,7 @@ pub(super) fn check_backup(origin: &str, backup: &crate::repo::Backup) -> Result
     if backup.keep == 0 {
         return fail("`keep` must be at least 1".into());
     }
-    let absolute = |p: &str| crate::paths::normalize(p).map_err(|why| format!("{p:?} {why}"));
+    let absolute = |p: &str| crate::spec::paths::normalize(p).map_err(|why| format!("{p:?} {why}"));
     let mut names = std::collections::BTreeSet::new();
     for db in &backup.sqlite {
         let path = match absolute(db) {

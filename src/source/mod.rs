@@ -13,12 +13,13 @@ use git2::{
 };
 
 use crate::error::{FetchError, InvalidError};
-use crate::tree::{Entry, Tree};
+use crate::spec::tree::{Entry, Tree};
 
+mod known_hosts;
 mod remote;
 
-pub use remote::Remote;
-use remote::{check_host_key, credentials, normalize_url};
+use crate::spec::remote::{Remote, normalize_url};
+use remote::{check_host_key, credentials};
 
 /// Prepare libgit2 for fetching from `remote`. Call once, from the main
 /// thread, before any other thread exists and before any other git2 call.
@@ -62,22 +63,40 @@ impl Mirror {
     }
 
     /// Fetch `branch` from `remote` and return the commit id it points at.
+    /// A branch the remote no longer has (deleted, or an empty repository)
+    /// is an error naming the branches it does have — never the stale
+    /// commit the mirror still remembers.
     pub fn fetch(&self, remote: &Remote, branch: &str) -> Result<String, FetchError> {
-        let no_branch = || FetchError::NoBranch {
+        let wanted = format!("refs/heads/{branch}");
+        let no_branch = |advertised: &[String]| FetchError::NoBranch {
             remote: remote.shown(),
             branch: branch.to_string(),
+            available: advertised
+                .iter()
+                .filter_map(|r| r.strip_prefix("refs/heads/"))
+                .map(str::to_string)
+                .collect(),
         };
-        match self.fetch_refspecs(
-            remote,
-            &[format!("+refs/heads/{branch}:refs/heads/{branch}")],
-        ) {
+        let advertised = match self.fetch_refspecs(remote, &[format!("+{wanted}:{wanted}")]) {
             Err(FetchError::Remote { message, .. })
                 if message.contains("couldn't find remote ref") =>
             {
-                Err(no_branch())
+                self.forget(&wanted);
+                return Err(no_branch(&[]));
             }
-            Err(e) => Err(e),
-            Ok(()) => self.resolve(branch).ok_or_else(no_branch),
+            other => other?,
+        };
+        if !advertised.contains(&wanted) {
+            self.forget(&wanted);
+            return Err(no_branch(&advertised));
+        }
+        self.resolve(branch).ok_or_else(|| no_branch(&advertised))
+    }
+
+    /// Drop a local ref the remote no longer has.
+    fn forget(&self, name: &str) {
+        if let Ok(mut reference) = self.repo.find_reference(name) {
+            let _ = reference.delete();
         }
     }
 
@@ -115,7 +134,7 @@ impl Mirror {
         } else {
             vec![format!("+refs/tags/{rev}:refs/tags/{rev}")]
         };
-        match self.fetch_refspecs(remote, &refspecs) {
+        match self.fetch_refspecs(remote, &refspecs).map(drop) {
             Err(FetchError::Remote { message, .. })
                 if message.contains("couldn't find remote ref") =>
             {
@@ -131,8 +150,13 @@ impl Mirror {
         }
     }
 
-    /// Fetch `refspecs` from `remote`, checking ssh host keys against known_hosts.
-    fn fetch_refspecs(&self, remote: &Remote, refspecs: &[String]) -> Result<(), FetchError> {
+    /// Fetch `refspecs` from `remote`, checking ssh host keys against
+    /// known_hosts; returns the refs the remote advertised.
+    fn fetch_refspecs(
+        &self,
+        remote: &Remote,
+        refspecs: &[String],
+    ) -> Result<Vec<String>, FetchError> {
         let url = normalize_url(&remote.url);
         let rejection: RefCell<Option<FetchError>> = RefCell::new(None);
         let mut callbacks = RemoteCallbacks::new();
@@ -168,13 +192,13 @@ impl Mirror {
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
         options.download_tags(AutotagOption::None);
-        let fetched = self
-            .repo
-            .remote_anonymous(&url)
-            .and_then(|mut r| r.fetch(refspecs, Some(&mut options), None));
+        let fetched = self.repo.remote_anonymous(&url).and_then(|mut r| {
+            r.fetch(refspecs, Some(&mut options), None)?;
+            Ok(r.list()?.iter().map(|h| h.name().to_string()).collect())
+        });
         drop(options);
         match fetched {
-            Ok(()) => Ok(()),
+            Ok(advertised) => Ok(advertised),
             Err(e) => Err(rejection
                 .into_inner()
                 .unwrap_or_else(|| FetchError::Remote {
@@ -196,7 +220,7 @@ impl Mirror {
     /// The files of `commit` below `subpath` (empty for the repo root).
     pub fn tree(&self, commit: &str, subpath: &str) -> Result<Tree, InvalidError> {
         let fail = |message: String| InvalidError::Repo {
-            file: format!("{}@{}", self.path.display(), crate::release::short(commit)),
+            file: format!("{}@{}", self.path.display(), crate::plan::short(commit)),
             message,
         };
         let oid = git2::Oid::from_str(commit).map_err(|e| fail(e.message().into()))?;

@@ -122,6 +122,7 @@ fn rollback_switches_back_quarantines_what_it_left_and_releases_shows_it() {
         [
             "systemd-analyze verify /etc/systemd/system/microblog.service",
             "systemctl daemon-reload",
+            "systemctl reset-failed microblog.service",
             "systemctl restart microblog.service"
         ]
     );
@@ -154,7 +155,7 @@ fn rollback_switches_back_quarantines_what_it_left_and_releases_shows_it() {
     assert_eq!(sandbox.current_release(), v2);
     sandbox
         .plumb(&["rollback", "no-such-release", "--repo", &repo.url()])
-        .fails_with(2, "release no-such-release not found");
+        .fails_with(2, "\"no-such-release\" is not a release");
 }
 
 #[test]

@@ -66,9 +66,11 @@ fn a_failing_health_check_rolls_back_quarantines_and_exits_7() {
         [
             "verify /etc/systemd/system/microblog.service",
             "systemctl daemon-reload",
+            "systemctl reset-failed microblog.service",
             "systemctl restart microblog.service",
             // rollback: old files back, then the touched unit restarted on them
             "systemctl daemon-reload",
+            "systemctl reset-failed microblog.service",
             "systemctl restart microblog.service",
         ]
     );
@@ -180,7 +182,13 @@ fn only_what_changed_restarts_and_each_restart_says_why() {
         "{}",
         run.stdout
     );
-    assert_eq!(sandbox.calls(), ["systemctl restart microblog.service"]);
+    assert_eq!(
+        sandbox.calls(),
+        [
+            "systemctl reset-failed microblog.service",
+            "systemctl restart microblog.service"
+        ]
+    );
 
     // With ExecReload, a config change reloads instead.
     sandbox.clear_calls();
@@ -198,6 +206,7 @@ fn only_what_changed_restarts_and_each_restart_says_why() {
         [
             "systemd-analyze verify /etc/systemd/system/microblog.service",
             "systemctl daemon-reload",
+            "systemctl reset-failed microblog.service",
             "systemctl restart microblog.service"
         ],
         "the unit file itself changed (ExecReload added): restart"
@@ -230,7 +239,13 @@ fn only_what_changed_restarts_and_each_restart_says_why() {
         "{}",
         run.stdout
     );
-    assert_eq!(sandbox.calls(), ["systemctl restart microblog.service"]);
+    assert_eq!(
+        sandbox.calls(),
+        [
+            "systemctl reset-failed microblog.service",
+            "systemctl restart microblog.service"
+        ]
+    );
 
     // Only the site: nginx is checked and reloaded, no unit restarts.
     sandbox.clear_calls();
@@ -325,5 +340,11 @@ fn drift_is_repaired_and_reported() {
         "{}",
         run.stdout
     );
-    assert_eq!(sandbox.services(), ["systemctl start microblog.service"]);
+    assert_eq!(
+        sandbox.services(),
+        [
+            "systemctl reset-failed microblog.service",
+            "systemctl start microblog.service"
+        ]
+    );
 }

@@ -48,14 +48,23 @@ fn signature(secret: &str, body: &str) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Wait until the deployed commit is `commit`; returns how long it took.
+/// Wait until the run deploying `commit` has finished (its history line is
+/// written, after the health checks); returns how long it took.
 fn deployed_within(sandbox: &Sandbox, commit: &str, limit: Duration) -> Duration {
     let started = Instant::now();
     loop {
         let state = fs::read(sandbox.state_dir().join("state.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-        if state.is_some_and(|s| s["deployed"]["commit"] == commit) {
+        let finished = state.is_some_and(|s| {
+            s["deployed"]["commit"] == commit
+                && s["history"]
+                    .as_array()
+                    .and_then(|h| h.last())
+                    .map(|e| &e["commit"])
+                    == Some(&serde_json::json!(commit))
+        });
+        if finished {
             return started.elapsed();
         }
         assert!(

@@ -9,20 +9,30 @@ use crate::harness::{GitRepo, Sandbox};
 const INVALID: i32 = 5;
 
 /// Deploy the example, break the repo with `breakage`, and check the second
-/// run fails with `needle` and leaves the host exactly as it was.
+/// run fails with `needle` and leaves the host exactly as it was (only
+/// state.json records the refusal; the deployed release stays).
 fn refused(breakage: impl FnOnce(&GitRepo), needle: &str) -> String {
     let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
-    let before = sandbox.snapshot();
+    let state_file = sandbox.state_dir().join("state.json");
+    let state_dir = sandbox.state_dir();
+    let without_state = |mut snapshot: std::collections::BTreeMap<_, _>| {
+        snapshot.remove(&state_file);
+        snapshot.remove(&state_dir); // its mtime: state.json was replaced
+        snapshot
+    };
+    let before = without_state(sandbox.snapshot());
+    let deployed = sandbox.state()["deployed"].clone();
     breakage(&repo);
     repo.commit("broken");
     let run = sandbox.reconcile(&repo).fails_with(INVALID, needle);
     assert_eq!(
-        sandbox.snapshot(),
+        without_state(sandbox.snapshot()),
         before,
         "a refused commit changed the host"
     );
+    assert_eq!(sandbox.state()["deployed"], deployed);
     run.stderr
 }
 

@@ -115,7 +115,7 @@ fn rendered_on_calendar_lines_fire_exactly_when_the_crontab_line_does() {
     lines.extend(generated());
     let mut checked = 0;
     for line in &lines {
-        let specs = match plumb::schedule::on_calendar(line) {
+        let specs = match plumb::spec::schedule::on_calendar(line) {
             Ok(specs) => specs,
             Err(e) => {
                 // Only croner/Quartz extensions are refused, with a reason.
@@ -123,7 +123,7 @@ fn rendered_on_calendar_lines_fire_exactly_when_the_crontab_line_does() {
                 continue;
             }
         };
-        let ours = plumb::schedule::next_times(line, base, 20).unwrap();
+        let ours = plumb::spec::schedule::next_times(line, base, 20).unwrap();
         let systemd = systemd_next(&specs, base, 20);
         assert_eq!(ours, systemd, "{line} rendered as {specs:?}");
         checked += 1;

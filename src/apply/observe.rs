@@ -1,0 +1,194 @@
+//! Looking at the host: everything the planner needs ([`observe`]), and
+//! drift — ways the host no longer matches the release it is on
+//! ([`detect`]). The quick check trusts a file whose size, mtime and inode
+//! are what they were when the release was written and hashes only the
+//! others; the full check (`plumb status --verify`) hashes every file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::ErrorKind;
+use std::path::Path;
+
+use crate::host::{Host, Kind, UnitState};
+use crate::plan::observed::{Observed, PathState};
+use crate::plan::release::{FileEntry, ReleaseInfo};
+use crate::plan::state::{DeployedRef, State};
+use crate::spec::layout::Layout;
+
+/// How hard to look for files changed by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Hash only files whose stat changed since they were written.
+    Quick,
+    /// Hash every file.
+    Full,
+}
+
+/// One difference between the host and its release.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Drift {
+    /// An owned link is missing or points elsewhere.
+    Link { path: String },
+    /// A release file no longer matches its manifest.
+    Modified { path: String },
+    /// A unit that should run is not active.
+    Inactive { unit: String },
+    /// A unit that should run has failed.
+    Failed { unit: String },
+    /// `current` is not the release state.json records, or a run was interrupted.
+    Current { detail: String },
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Drift::Link { path } => write!(f, "{path}: link missing or changed"),
+            Drift::Modified { path } => write!(f, "{path}: modified since the release was written"),
+            Drift::Inactive { unit } => write!(f, "{unit}: should be running but is not"),
+            Drift::Failed { unit } => write!(f, "{unit}: failed"),
+            Drift::Current { detail } => write!(f, "{detail}"),
+        }
+    }
+}
+
+/// The release `current` points at, with its `release.json`.
+pub fn current(host: &dyn Host, layout: &Layout) -> Option<ReleaseInfo> {
+    let id = super::release::current_id(host, layout)?;
+    super::release::load(host, layout, &id)
+}
+
+/// Look at everything the planner depends on for moving to `target`.
+pub fn observe(
+    host: &dyn Host,
+    layout: &Layout,
+    state: &State,
+    target: &ReleaseInfo,
+    depth: Depth,
+) -> Observed {
+    let files = host.files();
+    let current = current(host, layout);
+    let mut paths = BTreeMap::new();
+    let mut link_targets = BTreeMap::new();
+    for path in target.managed().chain(state.owned.iter().cloned()) {
+        let seen = match files.read_link(&path) {
+            Ok(target) => PathState::Link(target),
+            Err(e) if e.kind() == ErrorKind::NotFound => PathState::Missing,
+            Err(_) => PathState::Other,
+        };
+        link_targets.insert(path.clone(), files.real(&layout.link_target(&path)));
+        paths.insert(path, seen);
+    }
+    let tampered = current
+        .as_ref()
+        .map(|info| tampered(host, layout, info, depth))
+        .unwrap_or_default();
+    let (inactive, failed) = current
+        .as_ref()
+        .map(|info| unit_states(host, &info.units))
+        .unwrap_or_default();
+    Observed {
+        current,
+        deployed: state.deployed.as_ref().map(|d| DeployedRef {
+            commit: d.commit.clone(),
+            release: d.release.clone(),
+            fingerprint: d.fingerprint.clone(),
+        }),
+        owned: state.owned.clone(),
+        paths,
+        link_targets,
+        tampered,
+        inactive,
+        failed,
+    }
+}
+
+/// Units that should run but are inactive, and those that failed.
+fn unit_states(host: &dyn Host, units: &[String]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let states = host.services().unit_states(units);
+    let pick = |want: UnitState| {
+        units
+            .iter()
+            .zip(&states)
+            .filter(|(_, s)| **s == want)
+            .map(|(u, _)| u.clone())
+            .collect()
+    };
+    (pick(UnitState::Inactive), pick(UnitState::Failed))
+}
+
+/// Everything that differs between the host and the release `state` records.
+pub fn detect(host: &dyn Host, layout: &Layout, state: &State, depth: Depth) -> Vec<Drift> {
+    let files = host.files();
+    let mut found = Vec::new();
+    if files.stat(&layout.journal()).is_ok() {
+        found.push(Drift::Current {
+            detail: "a run was interrupted (journal.json)".into(),
+        });
+    }
+    let Some(deployed) = &state.deployed else {
+        return found;
+    };
+    if super::release::current_id(host, layout).as_deref() != Some(deployed.release.as_str()) {
+        found.push(Drift::Current {
+            detail: format!("current does not point at release {}", deployed.release),
+        });
+        return found;
+    }
+    for path in &state.owned {
+        if files.read_link(path).ok() != Some(files.real(&layout.link_target(path))) {
+            found.push(Drift::Link {
+                path: path.display().to_string(),
+            });
+        }
+    }
+    let Some(info) = super::release::load(host, layout, &deployed.release) else {
+        found.push(Drift::Current {
+            detail: format!("release {} has no readable release.json", deployed.release),
+        });
+        return found;
+    };
+    for path in tampered(host, layout, &info, depth) {
+        found.push(Drift::Modified { path });
+    }
+    let (inactive, failed) = unit_states(host, &info.units);
+    found.extend(inactive.into_iter().map(|unit| Drift::Inactive { unit }));
+    found.extend(failed.into_iter().map(|unit| Drift::Failed { unit }));
+    found
+}
+
+/// Keys of `info` whose file is missing or has other bytes or mode.
+pub fn tampered(
+    host: &dyn Host,
+    layout: &Layout,
+    info: &ReleaseInfo,
+    depth: Depth,
+) -> BTreeSet<String> {
+    info.manifest
+        .iter()
+        .chain(&info.outputs)
+        .filter(|(key, entry)| !intact(host, &layout.release_file(&info.id, key), entry, depth))
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
+fn intact(host: &dyn Host, path: &Path, entry: &FileEntry, depth: Depth) -> bool {
+    let files = host.files();
+    let Ok(stat) = files.stat(path) else {
+        return false;
+    };
+    if stat.kind != Kind::File {
+        return false;
+    }
+    if entry.mode != "built" && stat.mode != entry.bits() {
+        return false;
+    }
+    let unchanged = entry
+        .stat
+        .is_some_and(|s| s.size == stat.size && s.mtime_ns == stat.mtime_ns && s.ino == stat.ino);
+    if depth == Depth::Quick && unchanged {
+        return true;
+    }
+    files
+        .sha256(path)
+        .is_ok_and(|sha256| sha256 == entry.sha256)
+}

@@ -1,0 +1,272 @@
+//! Release directories: written in full under a temporary name, flushed,
+//! renamed into place; `current` swapped with one `rename(2)`; old releases
+//! pruned. A file that did not change since the previous release is a hard
+//! link to it: writing a release costs what changed, and an unchanged unit
+//! file keeps its inode and mtime (systemd sees no change on disk).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::error::ApplyError;
+use crate::host::{Files, Host};
+use crate::plan::release::{FileEntry, FileStat, ReleaseInfo};
+use crate::render::desired::Desired;
+use crate::spec::layout::{Layout, relative};
+
+/// Read `releases/<id>/release.json`.
+pub fn load(host: &dyn Host, layout: &Layout, id: &str) -> Option<ReleaseInfo> {
+    let bytes = host
+        .files()
+        .read(&layout.release(id).join("release.json"))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The release id `current` points at, if any.
+pub fn current_id(host: &dyn Host, layout: &Layout) -> Option<String> {
+    let target = host.files().read_link(&layout.current()).ok()?;
+    Some(target.file_name()?.to_string_lossy().into_owned())
+}
+
+/// Names of the finished releases on disk, oldest first.
+pub fn list(host: &dyn Host, layout: &Layout) -> std::io::Result<Vec<String>> {
+    match host.files().list_dir(&layout.releases()) {
+        Ok(mut names) => {
+            names.retain(|n| !n.starts_with('.'));
+            Ok(names)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A fresh release id: UTC time to the millisecond, then the short commit.
+pub fn new_id(host: &dyn Host, layout: &Layout, commit: &str) -> String {
+    let now = chrono::Utc::now();
+    let base = format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%S%.3fZ"),
+        crate::plan::short(commit)
+    );
+    let mut id = base.clone();
+    let mut n = 1;
+    while host.files().stat(&layout.release(&id)).is_ok() {
+        n += 1;
+        id = format!("{base}.{n}");
+    }
+    id
+}
+
+/// What a release is written from.
+pub struct Source<'a> {
+    pub desired: &'a Desired,
+    /// `release.json` as planned (manifest, triggers, builds).
+    pub planned: &'a ReleaseInfo,
+    /// The current release, whose unchanged files are reused.
+    pub previous: Option<&'a ReleaseInfo>,
+    /// Files of the previous release changed by hand: never reused.
+    pub tampered: &'a BTreeSet<String>,
+}
+
+/// Write release `id`: every file, the apps completed (shared data links,
+/// reused or fresh builds), `release.json` with each file's stat; one
+/// `syncfs`; then the rename that makes it exist. Nothing under the final
+/// name exists until it is complete; a failure leaves nothing behind.
+pub fn build(
+    host: &dyn Host,
+    layout: &Layout,
+    id: &str,
+    source: &Source,
+) -> Result<ReleaseInfo, ApplyError> {
+    let files = host.files();
+    let releases = layout.releases();
+    let tmp = releases.join(format!(".tmp-{id}"));
+    files
+        .create_dir_all(&releases)
+        .map_err(ApplyError::io("create", &releases))?;
+    if files.stat(&tmp).is_ok() {
+        files
+            .remove_dir_all(&tmp)
+            .map_err(ApplyError::io("remove", &tmp))?;
+    }
+    files
+        .create_dir_all(&tmp)
+        .map_err(ApplyError::io("create", &tmp))?;
+    let result = write_all(host, layout, &tmp, source);
+    let mut info = match result {
+        Ok(info) => info,
+        Err(error) => {
+            // A failed build leaves nothing behind.
+            let _ = files.remove_dir_all(&tmp);
+            return Err(error);
+        }
+    };
+    info.id = id.to_string();
+    info.created = super::record::now();
+    let json = tmp.join("release.json");
+    let bytes = serde_json::to_vec_pretty(&info).expect("release info serialises");
+    files
+        .write_new(&json, &bytes, 0o644)
+        .map_err(ApplyError::io("write", &json))?;
+    // One syncfs flushes every file and directory written above.
+    files.sync_fs(&tmp).map_err(ApplyError::io("sync", &tmp))?;
+    let dest = layout.release(id);
+    files
+        .rename(&tmp, &dest)
+        .map_err(ApplyError::io("rename", &dest))?;
+    files
+        .sync(&releases)
+        .map_err(ApplyError::io("fsync", &releases))?;
+    Ok(info)
+}
+
+fn write_all(
+    host: &dyn Host,
+    layout: &Layout,
+    tmp: &Path,
+    source: &Source,
+) -> Result<ReleaseInfo, ApplyError> {
+    let files = host.files();
+    let mut info = source.planned.clone();
+    let mut dirs = BTreeSet::new();
+    let mut write = |key: String, bytes: &[u8], mode: u32, reusable: bool| {
+        let full = tmp.join(&key);
+        let dir = full
+            .parent()
+            .expect("release files have a parent")
+            .to_path_buf();
+        if dirs.insert(dir.clone()) {
+            files
+                .create_dir_all(&dir)
+                .map_err(ApplyError::io("create", &dir))?;
+        }
+        let reuse = source.previous.filter(|prev| {
+            reusable
+                && !source.tampered.contains(&key)
+                && prev
+                    .manifest
+                    .get(&key)
+                    .zip(info.manifest.get(&key))
+                    .is_some_and(|(a, b)| a.same_content(b))
+        });
+        let linked = reuse.is_some_and(|prev| {
+            files
+                .hard_link(&layout.release_file(&prev.id, &key), &full)
+                .is_ok()
+        });
+        if !linked {
+            files
+                .write_new(&full, bytes, mode)
+                .map_err(ApplyError::io("write", &full))?;
+        }
+        stat_into(files, &full, info.manifest.get_mut(&key));
+        Ok::<(), ApplyError>(())
+    };
+    for (path, file) in &source.desired.files {
+        let key = format!("files/{}", relative(path).display());
+        write(key, &file.bytes, file.mode, true)?;
+    }
+    for (app, sources) in &source.desired.apps {
+        let build = source.desired.builds.get(app);
+        let shared: &[String] = build.map(|b| b.shared.as_slice()).unwrap_or_default();
+        // A build writes its directory as the app's user: it gets fresh
+        // copies, never links to a live release's files.
+        let reusable = build.is_none_or(|b| b.steps.is_empty());
+        for file in sources {
+            let key = format!("app/{app}/{}", file.path.display());
+            let mode = if file.executable { 0o755 } else { 0o644 };
+            if shared.iter().any(|s| file.path.starts_with(s)) {
+                // Seeds the shared data the first time; not part of the manifest.
+                let full = tmp.join(&key);
+                if let Some(dir) = full.parent() {
+                    files
+                        .create_dir_all(dir)
+                        .map_err(ApplyError::io("create", dir))?;
+                }
+                files
+                    .write_new(&full, &file.bytes, mode)
+                    .map_err(ApplyError::io("write", &full))?;
+                continue;
+            }
+            write(key, &file.bytes, mode, reusable)?;
+        }
+    }
+    let completed = super::appdir::complete(host, layout, tmp, source)?;
+    info.outputs = completed;
+    Ok(info)
+}
+
+/// Record what `lstat` says of a file just written.
+fn stat_into(files: &dyn Files, path: &Path, entry: Option<&mut FileEntry>) {
+    if let (Some(entry), Ok(stat)) = (entry, files.stat(path)) {
+        entry.stat = Some(FileStat {
+            size: stat.size,
+            mtime_ns: stat.mtime_ns,
+            ino: stat.ino,
+        });
+    }
+}
+
+/// Point `current` at `releases/<id>`: a new link under a temporary name,
+/// renamed over `current`. Never remove-then-create.
+pub fn switch(host: &dyn Host, layout: &Layout, id: &str) -> Result<(), ApplyError> {
+    let files = host.files();
+    let tmp = layout.state_dir.join(".current.tmp");
+    if files.stat(&tmp).is_ok() {
+        files
+            .remove_file(&tmp)
+            .map_err(ApplyError::io("remove", &tmp))?;
+    }
+    let target = Path::new("releases").join(id);
+    files
+        .symlink(&target, &tmp)
+        .map_err(ApplyError::io("symlink", &tmp))?;
+    let current = layout.current();
+    files
+        .rename(&tmp, &current)
+        .map_err(ApplyError::io("rename", &current))?;
+    files
+        .sync(&layout.state_dir)
+        .map_err(ApplyError::io("fsync", &layout.state_dir))
+}
+
+/// Remove all but the newest `keep` releases; never `keep_ids` (current,
+/// previous, releases running services started on), and clean up
+/// unfinished temporary builds.
+pub fn prune(
+    host: &dyn Host,
+    layout: &Layout,
+    keep: usize,
+    keep_ids: &[&str],
+) -> Result<Vec<String>, ApplyError> {
+    let files = host.files();
+    let releases = layout.releases();
+    let names = files
+        .list_dir(&releases)
+        .map_err(ApplyError::io("list", &releases))?;
+    for name in names.iter().filter(|n| n.starts_with(".tmp-")) {
+        let path = releases.join(name);
+        files
+            .remove_dir_all(&path)
+            .map_err(ApplyError::io("remove", &path))?;
+    }
+    let finished: Vec<&String> = names.iter().filter(|n| !n.starts_with('.')).collect();
+    let excess = finished.len().saturating_sub(keep);
+    let mut removed = Vec::new();
+    for name in finished.into_iter().take(excess) {
+        if keep_ids.contains(&name.as_str()) {
+            continue;
+        }
+        let path = releases.join(name);
+        files
+            .remove_dir_all(&path)
+            .map_err(ApplyError::io("remove", &path))?;
+        removed.push(name.clone());
+    }
+    Ok(removed)
+}
+
+/// The real path of release file `key` of release `id`.
+pub fn real_file(host: &dyn Host, layout: &Layout, id: &str, key: &str) -> PathBuf {
+    host.files().real(&layout.release_file(id, key))
+}

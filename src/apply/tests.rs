@@ -1,0 +1,454 @@
+//! The executor, the journal and release switching against the in-memory
+//! host: no process is spawned. Every step is made to fail in turn, and
+//! every step is made the last one before a crash; after each, the host is
+//! on a complete release with a consistent state, and the next run
+//! converges.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::journal::{self, Resume};
+use super::observe::{self, Depth};
+use super::record::StateStore;
+use super::release::{self, Source};
+use super::{Executor, Failure};
+use crate::host::memory::Behavior;
+use crate::host::{Host, MemoryHost, UnitState};
+use crate::plan::state::DeployedRef;
+use crate::plan::{self, Action, Plan, Target};
+use crate::render::desired::{AppBuild, Desired, DesiredFile, SourceFile};
+use crate::spec::health::{HealthCheck, Probe};
+use crate::spec::layout::Layout;
+
+const UNIT: &str = "/etc/systemd/system/web.service";
+const SITE: &str = "/etc/nginx/conf.d/web.conf";
+const CONF: &str = "/etc/web/config.yaml";
+
+fn layout() -> Layout {
+    Layout {
+        state_dir: PathBuf::from("/var/lib/plumb"),
+    }
+}
+
+/// Commit `commit` of a small repo: a unit, a site, a config whose text is
+/// `config`, an app with one source file and a build step, a health check.
+fn desired(commit: &str, config: &str) -> Desired {
+    let mut d = Desired {
+        commit: commit.into(),
+        ..Desired::default()
+    };
+    for (path, text) in [(UNIT, "[Service]\n"), (SITE, "server {}\n"), (CONF, config)] {
+        d.files.insert(
+            PathBuf::from(path),
+            DesiredFile {
+                bytes: text.as_bytes().to_vec(),
+                mode: 0o644,
+                origin: "test".into(),
+            },
+        );
+    }
+    d.units.push("web.service".into());
+    d.triggers.insert(
+        "web.service".into(),
+        vec![format!("files{CONF}"), "app/web/".into()],
+    );
+    d.apps.insert(
+        "web".into(),
+        vec![SourceFile {
+            path: "main.py".into(),
+            bytes: b"print('hi')\n".to_vec(),
+            executable: false,
+        }],
+    );
+    d.builds.insert(
+        "web".into(),
+        AppBuild {
+            user: Some("web".into()),
+            steps: vec!["make".into()],
+            timeout_secs: 60,
+            shared: Vec::new(),
+            key: format!("key-{commit}"),
+        },
+    );
+    d.health.push(HealthCheck {
+        app: "web".into(),
+        probe: Probe::Tcp {
+            address: "127.0.0.1:8000".into(),
+        },
+        timeout_ms: 1000,
+        interval_ms: 100,
+        user: None,
+    });
+    d
+}
+
+fn host() -> MemoryHost {
+    let host = MemoryHost::new();
+    host.add_user("web", 1000);
+    host.set_unit("web.service", UnitState::Active);
+    host
+}
+
+fn store(host: &MemoryHost) -> StateStore {
+    StateStore::load(host, &layout().state_file()).unwrap()
+}
+
+fn exec(host: &MemoryHost) -> Executor<'_> {
+    Executor {
+        host,
+        layout: Box::leak(Box::new(layout())),
+        keep_releases: 3,
+    }
+}
+
+/// What `reconcile` does after rendering: build the release if needed,
+/// plan, execute.
+fn deploy(
+    host: &MemoryHost,
+    d: &Desired,
+) -> Result<Result<Plan, Failure>, crate::error::ApplyError> {
+    let layout = layout();
+    let mut store = store(host);
+    let planned = plan::release::planned(d, "<new>");
+    let observed = observe::observe(host, &layout, &store.state, &planned, Depth::Quick);
+    let target = if plan::needs_release(&planned, &observed) {
+        let mut id = format!("r-{}", d.commit);
+        while host.files().stat(&layout.release(&id)).is_ok() {
+            id.push('+'); // as new_id does, never over an old release
+        }
+        let source = Source {
+            desired: d,
+            planned: &planned,
+            previous: observed.current.as_ref(),
+            tampered: &observed.tampered,
+        };
+        Target {
+            info: release::build(host, &layout, &id, &source)?,
+            new: true,
+        }
+    } else {
+        Target {
+            info: observed.current.clone().unwrap(),
+            new: false,
+        }
+    };
+    let deployed = DeployedRef {
+        commit: d.commit.clone(),
+        release: target.info.id.clone(),
+        fingerprint: String::new(),
+    };
+    let plan = plan::plan(&target, &observed, &deployed).unwrap();
+    Ok(exec(host).run(&plan, &mut store)?.map(|_| plan))
+}
+
+/// The host is on a release of `commit` named `id` (or `id` and a suffix):
+/// `current`, every owned link through it, the state recording it, no
+/// journal.
+#[track_caller]
+fn assert_on(host: &MemoryHost, id: &str, commit: &str) {
+    let layout = layout();
+    let files = host.files();
+    let current = release::current_id(host, &layout).expect("current");
+    assert!(current.starts_with(id), "{current} is not {id}");
+    let id = current.as_str();
+    let state = store(host).state;
+    let deployed = state.deployed.expect("a deployed release");
+    assert_eq!(
+        (deployed.release.as_str(), deployed.commit.as_str()),
+        (id, commit)
+    );
+    assert!(
+        files.stat(&layout.journal()).is_err(),
+        "journal left behind"
+    );
+    let info = release::load(host, &layout, id).expect("a complete release");
+    let managed: BTreeSet<PathBuf> = info.managed().collect();
+    assert_eq!(state.owned, managed);
+    for path in &managed {
+        assert_eq!(
+            files.read_link(path).unwrap(),
+            layout.link_target(path),
+            "{path:?}"
+        );
+    }
+    assert!(observe::tampered(host, &layout, &info, Depth::Full).is_empty());
+    assert!(observe::detect(host, &layout, &store(host).state, Depth::Full).is_empty());
+}
+
+#[test]
+fn a_deploy_builds_links_records_and_calls_the_host_in_order() {
+    let host = host();
+    let plan = deploy(&host, &desired("c1", "a")).unwrap().unwrap();
+    assert_on(&host, "r-c1", "c1");
+    assert!(plan.new_release);
+    let calls = host.calls();
+    assert_eq!(
+        calls,
+        [
+            "Build as web in /var/lib/plumb/releases/.tmp-r-c1/app/web: make",
+            "nginx -t",
+            "systemd-analyze verify /etc/systemd/system/web.service",
+            "systemctl daemon-reload",
+            "systemctl reset-failed web.service",
+            "systemctl enable --now web.service",
+            "nginx reload",
+            "health web: TCP connect to 127.0.0.1:8000",
+        ]
+    );
+    // The release is complete: every file with its stat recorded.
+    let info = release::load(&host, &layout(), "r-c1").unwrap();
+    assert!(info.manifest.values().all(|e| e.stat.is_some()));
+    assert_eq!(
+        host.files().read(Path::new(CONF)).unwrap(),
+        b"a",
+        "read through the link and current"
+    );
+}
+
+#[test]
+fn an_unchanged_file_is_a_hard_link_to_the_previous_release_and_a_config_change_restarts() {
+    let host = host();
+    deploy(&host, &desired("c1", "a")).unwrap().unwrap();
+    host.clear_calls();
+    let mut d2 = desired("c2", "b");
+    d2.builds.get_mut("web").unwrap().key = "key-c1".into(); // same build
+    deploy(&host, &d2).unwrap().unwrap();
+    assert_on(&host, "r-c2", "c2");
+    let files = host.files();
+    let layout = layout();
+    let ino = |id: &str, key: &str| files.stat(&layout.release_file(id, key)).unwrap().ino;
+    let unit = "files/etc/systemd/system/web.service";
+    assert_eq!(
+        ino("r-c1", unit),
+        ino("r-c2", unit),
+        "unchanged: same inode, same mtime"
+    );
+    let conf = "files/etc/web/config.yaml";
+    assert_ne!(ino("r-c1", conf), ino("r-c2", conf));
+    assert_eq!(
+        host.calls(),
+        [
+            "systemctl reset-failed web.service",
+            "systemctl restart web.service",
+            "health web: TCP connect to 127.0.0.1:8000",
+        ],
+        "the build is reused, only the unit whose config changed restarts"
+    );
+}
+
+#[test]
+fn the_same_rendering_under_a_new_commit_is_recorded_without_a_release() {
+    let host = host();
+    deploy(&host, &desired("c1", "a")).unwrap().unwrap();
+    host.clear_calls();
+    let mut same = desired("c2", "a");
+    same.builds.get_mut("web").unwrap().key = "key-c1".into();
+    let plan = deploy(&host, &same).unwrap().unwrap();
+    assert!(plan.is_noop() && !plan.new_release);
+    assert_on(&host, "r-c1", "c2");
+    assert!(host.calls().is_empty());
+    let state = store(&host).state;
+    assert_eq!(state.history.last().unwrap().result, "no changes");
+}
+
+#[test]
+fn a_failed_health_check_rolls_back_and_quarantines_the_commit() {
+    let host = host();
+    deploy(&host, &desired("c1", "a")).unwrap().unwrap();
+    host.script("health web", Behavior::Exit(1));
+    let failure = deploy(&host, &desired("c2", "b")).unwrap().unwrap_err();
+    assert!(matches!(failure, Failure::RolledBack(_)));
+    assert_on(&host, "r-c1", "c1");
+    let state = store(&host).state;
+    assert!(state.quarantined("c2").is_some(), "the commit's fault");
+    assert_eq!(state.rollbacks_total, 1);
+    assert_eq!(state.history.last().unwrap().result, "rolled back");
+}
+
+#[test]
+fn a_failure_of_the_host_is_undone_but_never_quarantines() {
+    let host = host();
+    deploy(&host, &desired("c1", "a")).unwrap().unwrap();
+    host.script("systemctl daemon-reload", Behavior::ExitOnce(1));
+    let mut d2 = desired("c2", "b");
+    d2.files.get_mut(Path::new(UNIT)).unwrap().bytes = b"[Service]\nNice=1\n".to_vec();
+    let failure = deploy(&host, &d2).unwrap().unwrap_err();
+    assert!(
+        matches!(failure, Failure::RolledBack(ref e) if e.blame() == crate::error::Blame::Host)
+    );
+    assert!(store(&host).state.quarantined("c2").is_none());
+}
+
+/// Fail each change of a deploy of c2 over c1 in turn (and, with `crash`,
+/// every change after it too, as if plumb died there). After each: the
+/// host is whole, and the next run (resuming the journal) converges on c2.
+fn sweep(crash: bool) -> usize {
+    let mut points = 0;
+    for n in 1.. {
+        let host = host();
+        deploy(&host, &desired("c1", "a")).unwrap().unwrap();
+        if crash {
+            host.crash_at(n);
+        } else {
+            host.fail_at(n);
+        }
+        let first = deploy(&host, &desired("c2", "b"));
+        if n > host.changes() && matches!(first, Ok(Ok(_))) {
+            assert_on(&host, "r-c2", "c2");
+            break;
+        }
+        points += 1;
+        host.revive();
+        // Whatever happened, `current` is a complete release, and the
+        // state file parses.
+        let current = release::current_id(&host, &layout()).expect("current exists");
+        assert!(
+            release::load(&host, &layout(), &current).is_some(),
+            "{n}: incomplete"
+        );
+        let mut store = store(&host);
+        if let Some(unfinished) = journal::read(&host, &layout()).unwrap() {
+            journal::resume(&exec(&host), unfinished, Resume::Finish, &mut store)
+                .unwrap_or_else(|e| panic!("change {n}: resume failed: {e}"));
+        }
+        // A failed run may have quarantined nothing: it was the host's fault.
+        assert!(store.state.quarantined("c2").is_none(), "change {n}");
+        match deploy(&host, &desired("c2", "b")) {
+            Ok(Ok(_)) => {}
+            other => panic!("change {n}: the next run did not converge: {other:?}"),
+        }
+        assert_on(&host, "r-c2", "c2");
+        assert!(
+            host.calls()
+                .iter()
+                .any(|c| c == "systemctl restart web.service"),
+            "change {n}: the restart the deploy needs happened"
+        );
+    }
+    points
+}
+
+#[test]
+fn a_failure_at_any_change_leaves_the_host_whole_and_the_next_run_converges() {
+    let points = sweep(false);
+    println!("{points} failure points");
+    assert!(points > 30, "only {points} failure points");
+}
+
+#[test]
+fn a_crash_at_any_change_leaves_the_host_whole_and_the_next_run_converges() {
+    let points = sweep(true);
+    println!("{points} crash points");
+    assert!(points > 30, "only {points} crash points");
+}
+
+#[test]
+fn an_unfinished_plan_superseded_by_a_newer_commit_is_undone_first() {
+    // c2's deploy died right after its commit point (at the unit restart).
+    let host = host_with_crash_after(|c| c.contains("reset-failed web.service"));
+    let journal = journal::read(&host, &layout()).unwrap().expect("a journal");
+    assert_eq!(journal.plan.commit, "c2");
+    let mut store = store(&host);
+    let done = journal::resume(&exec(&host), journal, Resume::Supersede, &mut store).unwrap();
+    assert!(done.contains("superseded"), "{done}");
+    assert_on(&host, "r-c1", "c1");
+    assert!(
+        store.state.quarantined("c2").is_none(),
+        "superseded is not failed"
+    );
+}
+
+/// A host that deployed c1, then crashed deploying c2 right after the
+/// first host call matching `at`.
+fn host_with_crash_after(at: impl Fn(&str) -> bool) -> MemoryHost {
+    for n in 1.. {
+        let host = host();
+        deploy(&host, &desired("c1", "a")).unwrap().unwrap();
+        host.clear_calls();
+        host.crash_at(n);
+        let _ = deploy(&host, &desired("c2", "b"));
+        host.revive();
+        if host.calls().iter().any(|c| at(c)) {
+            return host;
+        }
+        assert!(n < 500, "never reached");
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_plan_interrupted_again_and_again_is_undone_and_quarantined() {
+    let host = host_with_crash_after(|c| c.starts_with("health"));
+    let layout = layout();
+    let mut journal = journal::read(&host, &layout).unwrap().unwrap();
+    journal.attempts = journal::MAX_ATTEMPTS - 1;
+    let mut store = store(&host);
+    let done = journal::resume(&exec(&host), journal, Resume::Finish, &mut store).unwrap();
+    assert!(done.contains("interrupted"), "{done}");
+    assert_on(&host, "r-c1", "c1");
+    assert!(store.state.quarantined("c2").is_some());
+}
+
+#[test]
+fn pruning_keeps_the_newest_current_and_previous_releases() {
+    let host = host();
+    for (i, commit) in ["c1", "c2", "c3", "c4", "c5"].iter().enumerate() {
+        deploy(&host, &desired(commit, &i.to_string()))
+            .unwrap()
+            .unwrap();
+    }
+    let left = release::list(&host, &layout()).unwrap();
+    assert_eq!(left, ["r-c3", "r-c4", "r-c5"]);
+    // An old release a service still runs on is kept.
+    let pruned = release::prune(&host, &layout(), 1, &["r-c3", "r-c5"]).unwrap();
+    assert_eq!(pruned, ["r-c4"]);
+}
+
+#[test]
+fn a_release_that_holds_no_files_is_still_complete() {
+    let host = host();
+    let empty = Desired {
+        commit: "c0".into(),
+        ..Desired::default()
+    };
+    deploy(&host, &empty).unwrap().unwrap();
+    assert_on(&host, "r-c0", "c0");
+}
+
+#[test]
+fn a_rollback_plan_switches_to_an_existing_release_without_building() {
+    let host = host();
+    deploy(&host, &desired("c1", "a")).unwrap().unwrap();
+    deploy(&host, &desired("c2", "b")).unwrap().unwrap();
+    host.clear_calls();
+    let layout = layout();
+    let r1 = release::load(&host, &layout, "r-c1").unwrap();
+    let mut store = store(&host);
+    let observed = observe::observe(&host, &layout, &store.state, &r1, Depth::Quick);
+    let deployed = DeployedRef {
+        commit: "c1".into(),
+        release: "r-c1".into(),
+        fingerprint: String::new(),
+    };
+    let plan = plan::plan(
+        &Target {
+            info: r1,
+            new: false,
+        },
+        &observed,
+        &deployed,
+    )
+    .unwrap();
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Hook { .. }))
+    );
+    exec(&host).run(&plan, &mut store).unwrap().unwrap();
+    assert_on(&host, "r-c1", "c1");
+    assert!(
+        !host.calls().iter().any(|c| c.starts_with("Build")),
+        "nothing built"
+    );
+}

@@ -1,0 +1,285 @@
+//! The pipeline the deploying commands share: render a commit, prepare its
+//! release (build it when it differs from the current one), plan, execute,
+//! and turn failures into errors that say whose fault they are.
+
+use std::collections::BTreeMap;
+
+use sha2::Digest;
+
+use crate::apply::observe::{self, Depth};
+use crate::apply::{Executor, Failure, Outcome, StateStore, release};
+use crate::error::{ApplyError, Blame, Error};
+use crate::host::Host;
+use crate::plan::release::{ReleaseInfo, planned};
+use crate::plan::state::{DeployedRef, StateChange};
+use crate::plan::{self, Change, Observed, Plan, Target, short};
+use crate::render::desired::Desired;
+use crate::render::{self, HostFacts};
+use crate::source::Mirror;
+use crate::spec::deploy::{self, DeployInput};
+use crate::spec::remote::Remote;
+use crate::spec::settings::Settings;
+use crate::spec::tree::Tree;
+use crate::ui;
+
+/// Render `commit` of the mirror for this host.
+pub fn render_commit(
+    settings: &Settings,
+    host: &dyn Host,
+    mirror: &Mirror,
+    commit: &str,
+) -> Result<Desired, Error> {
+    let tree = mirror.tree(commit, &settings.subpath)?;
+    let input = deploy::load(&tree, &settings.hostname)?;
+    let mirrors = host.files().real(&settings.layout.app_mirrors());
+    let app_trees = fetch_app_trees(settings, &input, &mirrors)?;
+    let fingerprint = settings.fingerprint();
+    let facts = HostFacts {
+        commit,
+        fingerprint: &fingerprint,
+        state_dir: &settings.layout.state_dir,
+        roots: &settings.roots,
+        app_trees: &app_trees,
+    };
+    Ok(render::render(&tree, &input, &facts)?)
+}
+
+/// Fetch (when not already there) the pinned git source of every app that
+/// has one, into a bare mirror per app under `mirrors` (a real path).
+pub fn fetch_app_trees(
+    settings: &Settings,
+    input: &DeployInput,
+    mirrors: &std::path::Path,
+) -> Result<BTreeMap<String, Tree>, Error> {
+    let mut trees = BTreeMap::new();
+    for (name, app) in &input.apps {
+        let Some(git) = &app.git else { continue };
+        // One mirror per app *and* URL: a changed URL never reuses old tags.
+        let key = hex::encode(&sha2::Sha256::digest(git.url.as_bytes())[..6]);
+        let mirror = Mirror::open(&mirrors.join(format!("{name}-{key}.git")))?;
+        let mut remote = Remote {
+            url: git.url.clone(),
+            ..settings.remote.clone()
+        };
+        // The host's credentials go only to the deploy repo's own server.
+        if remote.host() != settings.remote.host() {
+            remote.ssh_key = None;
+            remote.token_file = None;
+        }
+        let commit = mirror.pinned(&remote, &git.rev)?;
+        trees.insert(name.clone(), mirror.tree(&commit, "")?);
+    }
+    Ok(trees)
+}
+
+/// Observe the host, build the release `desired` needs unless the current
+/// one holds exactly it (never with `dry_run`), and plan the switch.
+pub fn prepare(
+    settings: &Settings,
+    host: &dyn Host,
+    store: &mut StateStore,
+    desired: &Desired,
+    trigger: &str,
+    dry_run: bool,
+) -> Result<Plan, Error> {
+    let layout = &settings.layout;
+    let planned = planned(desired, "<new release>");
+    let observed = observe::observe(host, layout, &store.state, &planned, Depth::Quick);
+    let deployed = |release: &str| DeployedRef {
+        commit: desired.commit.clone(),
+        release: release.to_string(),
+        fingerprint: desired.fingerprint.clone(),
+    };
+    let target = match &observed.current {
+        Some(current) if !plan::needs_release(&planned, &observed) => Target {
+            info: current.clone(),
+            new: false,
+        },
+        _ if dry_run => Target {
+            info: planned,
+            new: true,
+        },
+        _ => {
+            // A path held by something plumb does not own refuses the commit
+            // before anything is built or created.
+            let dry = Target {
+                info: planned.clone(),
+                new: true,
+            };
+            plan::plan(&dry, &observed, &deployed(&planned.id))?;
+            Target {
+                info: build(settings, host, store, desired, &planned, &observed, trigger)?,
+                new: true,
+            }
+        }
+    };
+    let mut plan = plan::plan(&target, &observed, &deployed(&target.info.id))?;
+    plan.trigger = trigger.to_string();
+    Ok(plan)
+}
+
+/// Create the users the repo asks for, then write the release. A failure is
+/// recorded (and, when it is the commit's, quarantines it).
+fn build(
+    settings: &Settings,
+    host: &dyn Host,
+    store: &mut StateStore,
+    desired: &Desired,
+    planned: &ReleaseInfo,
+    observed: &Observed,
+    trigger: &str,
+) -> Result<ReleaseInfo, Error> {
+    let layout = &settings.layout;
+    let id = release::new_id(host, layout, &desired.commit);
+    ui::line(format_args!("building release {id}"));
+    let result = (|| {
+        for user in &desired.users {
+            if host.users().lookup(user).is_none() {
+                ui::step(format_args!("create system user {user}"));
+                host.users()
+                    .create(user)
+                    .map_err(|source| ApplyError::Step {
+                        step: format!("create system user {user}"),
+                        blame: Blame::Host,
+                        source: Box::new(source),
+                    })?;
+            }
+        }
+        let source = release::Source {
+            desired,
+            planned,
+            previous: observed.current.as_ref(),
+            tampered: &observed.tampered,
+        };
+        release::build(host, layout, &id, &source)
+    })();
+    result.map_err(|cause| refused(host, store, &desired.commit, cause, trigger))
+}
+
+/// Record a commit refused before its plan ran, and make the error.
+pub fn refused(
+    host: &dyn Host,
+    store: &mut StateStore,
+    commit: &str,
+    cause: ApplyError,
+    trigger: &str,
+) -> Error {
+    let blame = cause.blame();
+    let live = store.state.deployed.as_ref().map(|d| d.commit.as_str());
+    if blame == Blame::Commit && live != Some(commit) {
+        store.state.change(
+            &StateChange::Quarantine {
+                commit: commit.to_string(),
+                reason: cause.to_string(),
+            },
+            &crate::apply::record::now(),
+        );
+    }
+    store.event(commit, None, "refused", trigger);
+    if let Err(e) = store.save(host) {
+        ui::warn(&format!("cannot record the refusal: {e}"));
+    }
+    Error::Refused {
+        commit: short(commit).to_string(),
+        blame,
+        cause: Box::new(cause),
+    }
+}
+
+/// Record a commit that cannot be rendered (the commit's fault).
+pub fn invalid(
+    host: &dyn Host,
+    store: &mut StateStore,
+    commit: &str,
+    error: Error,
+    trigger: &str,
+) -> Error {
+    let live = store.state.deployed.as_ref().map(|d| d.commit.as_str());
+    if matches!(error, Error::Invalid(_)) && live != Some(commit) {
+        store.state.change(
+            &StateChange::Quarantine {
+                commit: commit.to_string(),
+                reason: error.to_string(),
+            },
+            &crate::apply::record::now(),
+        );
+        store.event(commit, None, "invalid", trigger);
+        if let Err(e) = store.save(host) {
+            ui::warn(&format!("cannot record the invalid commit: {e}"));
+        }
+    }
+    error
+}
+
+/// Execute `plan`; a failure becomes `Refused` or `RolledBack`.
+pub fn execute(
+    settings: &Settings,
+    host: &dyn Host,
+    plan: &Plan,
+    store: &mut StateStore,
+) -> Result<Outcome, Error> {
+    let exec = Executor {
+        host,
+        layout: &settings.layout,
+        keep_releases: settings.keep_releases,
+    };
+    match exec.run(plan, store)? {
+        Ok(outcome) => {
+            if store.state.quarantined(&plan.commit).is_some() {
+                store.state.quarantine.retain(|q| q.commit != plan.commit);
+                store.save(host)?;
+            }
+            Ok(outcome)
+        }
+        Err(Failure::Aborted(cause)) => Err(Error::Refused {
+            commit: short(&plan.commit).to_string(),
+            blame: cause.blame(),
+            cause: Box::new(cause),
+        }),
+        Err(Failure::RolledBack(cause)) => Err(Error::RolledBack {
+            commit: short(&plan.commit).to_string(),
+            previous: plan.previous.clone().unwrap_or_else(|| "(none)".into()),
+            blame: cause.blame(),
+            cause: Box::new(cause),
+        }),
+    }
+}
+
+/// The files a plan changes, as the operator reads them.
+pub fn print_changes(plan: &Plan) {
+    for (path, change) in &plan.changes {
+        let mark = match change {
+            Change::Created => "+ created",
+            Change::Changed => "~ changed",
+            Change::Removed => "- removed",
+        };
+        ui::line(format_args!("  {mark} {}", path.display()));
+    }
+}
+
+/// The steps a plan would take (for `plan` and `--dry-run`).
+pub fn print_steps(plan: &Plan) {
+    for action in &plan.actions {
+        if let Some(text) = plan.shown(action) {
+            ui::step(text);
+        }
+    }
+}
+
+/// The last line of a deploy.
+pub fn summary(plan: &Plan, outcome: &Outcome) -> String {
+    let count = |kind| plan.changes.iter().filter(|(_, c)| *c == kind).count();
+    let mut line = format!(
+        "deployed {} as release {}: {} created, {} changed, {} removed, {} host command(s)",
+        short(&plan.commit),
+        outcome.release,
+        count(Change::Created),
+        count(Change::Changed),
+        count(Change::Removed),
+        outcome.host_calls,
+    );
+    if !outcome.pruned.is_empty() {
+        line.push_str(&format!(", pruned {} old release(s)", outcome.pruned.len()));
+    }
+    line
+}

@@ -1,0 +1,95 @@
+//! Prometheus metrics in the text format, written atomically after every run
+//! for node_exporter's textfile collector (`metrics_file` in the host config).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::ApplyError;
+use crate::host::Host;
+use crate::plan::state::State;
+
+/// Write the metrics of a run that ended `ok` (or not) after `took`.
+pub fn write(
+    host: &dyn Host,
+    path: &Path,
+    state: &State,
+    ok: bool,
+    took: Duration,
+) -> Result<(), ApplyError> {
+    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    // The last success survives failed runs: read it back from the file.
+    let previous = host
+        .files()
+        .read(path)
+        .ok()
+        .and_then(|bytes| {
+            let text = String::from_utf8(bytes).ok()?;
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("plumb_last_success_timestamp_seconds "))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .unwrap_or(0.0);
+    let last_success = if ok { now } else { previous };
+    let mut text = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, value: String| {
+        let _ = writeln!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{value}"
+        );
+    };
+    metric(
+        "plumb_last_run_timestamp_seconds",
+        "When the last reconcile ended.",
+        "gauge",
+        format!(" {now:.3}"),
+    );
+    metric(
+        "plumb_last_run_success",
+        "1 if the last reconcile succeeded (deployed or up to date).",
+        "gauge",
+        format!(" {}", ok as u8),
+    );
+    metric(
+        "plumb_last_success_timestamp_seconds",
+        "When a reconcile last succeeded.",
+        "gauge",
+        format!(" {last_success:.3}"),
+    );
+    metric(
+        "plumb_run_duration_seconds",
+        "How long the last reconcile took.",
+        "gauge",
+        format!(" {:.3}", took.as_secs_f64()),
+    );
+    metric(
+        "plumb_rollbacks_total",
+        "Deploys rolled back after the switch.",
+        "counter",
+        format!(" {}", state.rollbacks_total),
+    );
+    if let Some(d) = &state.deployed {
+        let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        metric(
+            "plumb_deployed_info",
+            "The deployed commit and release.",
+            "gauge",
+            format!(
+                "{{commit=\"{}\",release=\"{}\"}} 1",
+                label(&d.commit),
+                label(&d.release)
+            ),
+        );
+    }
+    let files = host.files();
+    if let Some(dir) = path.parent() {
+        files
+            .create_dir_all(dir)
+            .map_err(ApplyError::io("create", dir))?;
+    }
+    // Read by node_exporter, which does not run as root.
+    files
+        .write_atomic(path, text.as_bytes(), 0o644)
+        .map_err(ApplyError::io("write", path))
+}

@@ -1,0 +1,150 @@
+//! `Files` on the real filesystem, every host path placed under a root.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{Account, Files, Kind, Stat, tree_ops};
+
+/// The machine's filesystem below `root`.
+#[derive(Debug, Clone)]
+pub struct RealFiles {
+    pub root: PathBuf,
+}
+
+fn stat_of(meta: &fs::Metadata) -> Stat {
+    let kind = if meta.file_type().is_symlink() {
+        Kind::Symlink
+    } else if meta.is_dir() {
+        Kind::Dir
+    } else if meta.is_file() {
+        Kind::File
+    } else {
+        Kind::Other
+    };
+    Stat {
+        kind,
+        size: meta.size(),
+        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        ino: meta.ino(),
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+    }
+}
+
+impl Files for RealFiles {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn stat(&self, path: &Path) -> io::Result<Stat> {
+        fs::symlink_metadata(self.real(path)).map(|m| stat_of(&m))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(self.real(path))
+    }
+
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
+        fs::read_link(self.real(path))
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = fs::read_dir(self.real(path))?
+            .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+            .collect::<io::Result<Vec<String>>>()?;
+        names.sort();
+        Ok(names)
+    }
+
+    fn sha256(&self, path: &Path) -> io::Result<String> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(self.real(path))?;
+        let mut hash = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match file.read(&mut buf)? {
+                0 => break,
+                n => hash.update(&buf[..n]),
+            }
+        }
+        Ok(hex::encode(hash.finalize()))
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir_all(self.real(path))
+    }
+
+    fn write_new(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        let mut file = create_new(&self.real(path), mode)?;
+        file.write_all(bytes)?;
+        // The umask may have narrowed the mode; the manifest promises this one.
+        file.set_permissions(fs::Permissions::from_mode(mode))
+    }
+
+    fn write_stream(&self, path: &Path, from: &mut dyn Read, mode: u32) -> io::Result<()> {
+        let mut file = create_new(&self.real(path), mode)?;
+        io::copy(from, &mut file)?;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::hard_link(self.real(from), self.real(to))
+    }
+
+    fn symlink(&self, target: &Path, path: &Path) -> io::Result<()> {
+        symlink(target, self.real(path))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(self.real(from), self.real(to))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(self.real(path))
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir_all(self.real(path))
+    }
+
+    fn sync(&self, path: &Path) -> io::Result<()> {
+        File::open(self.real(path))?.sync_all()
+    }
+
+    fn sync_fs(&self, path: &Path) -> io::Result<()> {
+        let dir = File::open(self.real(path))?;
+        nix::unistd::syncfs(&dir).map_err(io::Error::from)
+    }
+
+    fn copy_tree(&self, from: &Path, to: &Path, hard_link: bool) -> io::Result<()> {
+        tree_ops::copy_tree(&self.real(from), &self.real(to), hard_link)
+    }
+
+    fn chown(
+        &self,
+        path: &Path,
+        owner: &Account,
+        recursive: bool,
+        lock_down: bool,
+    ) -> io::Result<()> {
+        if !super::account::privileged() {
+            return Ok(());
+        }
+        tree_ops::chown(&self.real(path), owner, recursive, lock_down)
+    }
+}
+
+fn create_new(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}

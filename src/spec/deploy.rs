@@ -1,0 +1,252 @@
+//! Deploy repo format, version 1: `deploy.yaml` plus an optional
+//! `hosts/<hostname>.yaml` overlay, parsed into typed structs and merged.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use super::app::*;
+use super::tree::Tree;
+use super::yaml;
+use crate::error::InvalidError;
+
+/// The only format version this plumb understands.
+pub const VERSION: u32 = 1;
+
+/// `deploy.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployFile {
+    /// Format version; must be 1.
+    pub version: u32,
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub apps: BTreeMap<String, App>,
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+}
+
+/// `hosts/<hostname>.yaml`: merged over `deploy.yaml` for that host.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFile {
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub apps: BTreeMap<String, App>,
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+}
+
+/// One application and everything the host runs for it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    /// `false` removes the app from this host (useful in an overlay).
+    pub enabled: Option<bool>,
+    /// The system user the app runs as.
+    pub user: Option<String>,
+    /// A directory of the deploy repo copied to `<current>/app/<name>/`.
+    pub source: Option<String>,
+    /// Or another git repository, pinned to a tag or a full commit id.
+    pub git: Option<GitSource>,
+    pub service: Option<Service>,
+    pub site: Option<Site>,
+    pub backup: Option<Backup>,
+    pub files: Option<Vec<FileSpec>>,
+    /// Checks that must pass after every switch, or the deploy rolls back.
+    pub health: Option<Vec<Health>>,
+    /// Commands run in the app's release directory, as its user, when the
+    /// app's source or steps changed; the release is only switched to if
+    /// they all succeed.
+    pub build: Option<Vec<String>>,
+    /// Seconds each build step or hook may take.
+    pub timeout: Option<u64>,
+    /// Paths inside the app directory that live in the app's shared
+    /// directory instead and survive every release (data, uploads).
+    pub shared: Option<Vec<String>>,
+    /// Commands run around the switch, as the app's user.
+    pub hooks: Option<Hooks>,
+    /// Create `user` as a system user if it does not exist.
+    pub create_user: Option<bool>,
+}
+
+/// What a host should run: `deploy.yaml` with this host's overlay applied.
+#[derive(Debug, Clone)]
+pub struct DeployInput {
+    pub hostname: String,
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// Enabled apps only.
+    pub apps: BTreeMap<String, App>,
+    pub files: Vec<FileSpec>,
+}
+
+/// Read `deploy.yaml` and `hosts/<hostname>.yaml` from `tree` and merge them.
+pub fn load(tree: &Tree, hostname: &str) -> Result<DeployInput, InvalidError> {
+    let text = tree
+        .read_text("deploy.yaml")?
+        .ok_or_else(|| InvalidError::Repo {
+            file: "deploy.yaml".into(),
+            message: "not found at the top of the deploy repo (check --path / `path:`)".into(),
+        })?;
+    let base: DeployFile = yaml::parse("deploy.yaml", &text)?;
+    if base.version != VERSION {
+        return Err(InvalidError::Repo {
+            file: "deploy.yaml".into(),
+            message: format!(
+                "version {} is not supported; this plumb reads version {VERSION}",
+                base.version
+            ),
+        });
+    }
+    let overlay_name = format!("hosts/{hostname}.yaml");
+    let overlay: HostFile = match tree.read_text(&overlay_name)? {
+        Some(text) => yaml::parse(&overlay_name, &text)?,
+        None => HostFile::default(),
+    };
+    let input = merge(base, overlay, hostname);
+    for name in input.apps.keys() {
+        check_app_name(name)?;
+    }
+    Ok(input)
+}
+
+/// Overlay rules: `vars` merge deeply (the host wins), an app's sections
+/// (`service`, `site`, `backup`, `files`, …) replace the base's one by one, and
+/// `files` are added, replacing base entries with the same path.
+fn merge(base: DeployFile, host: HostFile, hostname: &str) -> DeployInput {
+    let mut vars = base.vars;
+    for (key, value) in host.vars {
+        merge_value(vars.entry(key).or_insert(serde_json::Value::Null), value);
+    }
+    let mut apps = base.apps;
+    for (name, over) in host.apps {
+        let app = apps.entry(name).or_default();
+        macro_rules! take {
+            ($($field:ident),*) => { $( if over.$field.is_some() { app.$field = over.$field; } )* };
+        }
+        take!(
+            enabled,
+            user,
+            source,
+            service,
+            site,
+            backup,
+            files,
+            health,
+            build,
+            timeout,
+            shared,
+            hooks,
+            create_user
+        );
+    }
+    apps.retain(|_, app| app.enabled != Some(false));
+    let mut files = base.files;
+    for file in host.files {
+        files.retain(|f| f.path != file.path);
+        files.push(file);
+    }
+    DeployInput {
+        hostname: hostname.to_string(),
+        vars,
+        apps,
+        files,
+    }
+}
+
+fn merge_value(into: &mut serde_json::Value, from: serde_json::Value) {
+    match (into, from) {
+        (serde_json::Value::Object(into), serde_json::Value::Object(from)) => {
+            for (key, value) in from {
+                merge_value(into.entry(key).or_insert(serde_json::Value::Null), value);
+            }
+        }
+        (into, from) => *into = from,
+    }
+}
+
+/// App names become unit names and paths: keep them plain.
+fn check_app_name(name: &str) -> Result<(), InvalidError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidError::Repo {
+            file: "deploy.yaml".into(),
+            message: format!(
+                "app name {name:?} must start with a-z and contain only a-z, 0-9, - and _"
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::tree::Entry;
+
+    fn tree(files: &[(&str, &str)]) -> Tree {
+        let mut t = Tree::default();
+        for (path, text) in files {
+            t.insert(
+                (*path).into(),
+                Entry::File {
+                    bytes: text.as_bytes().to_vec(),
+                    executable: false,
+                },
+            );
+        }
+        t
+    }
+
+    #[test]
+    fn modes_and_no_are_kept_as_written() {
+        let t = tree(&[(
+            "deploy.yaml",
+            "version: 1\nvars:\n  answer: no\nfiles:\n  - path: /etc/nginx/x\n    source: x\n    mode: 0640\n",
+        )]);
+        let input = load(&t, "h").unwrap();
+        assert_eq!(input.files[0].mode, Mode(0o640));
+        assert_eq!(input.vars["answer"], serde_json::json!("no"));
+    }
+
+    #[test]
+    fn overlay_merges_vars_and_replaces_sections() {
+        let t = tree(&[
+            (
+                "deploy.yaml",
+                "version: 1\nvars: {a: {x: 1, y: 2}}\napps:\n  web: {user: web, source: app}\n  old: {user: o}\n",
+            ),
+            (
+                "hosts/h1.yaml",
+                "vars: {a: {y: 3}}\napps:\n  web: {user: www}\n  old: {enabled: false}\n",
+            ),
+        ]);
+        let input = load(&t, "h1").unwrap();
+        assert_eq!(input.vars["a"], serde_json::json!({"x": 1, "y": 3}));
+        assert_eq!(input.apps["web"].user.as_deref(), Some("www"));
+        assert_eq!(input.apps["web"].source.as_deref(), Some("app"));
+        assert!(!input.apps.contains_key("old"));
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let t = tree(&[("deploy.yaml", "version: 1\napps:\n  web:\n    usr: x\n")]);
+        let err = load(&t, "h").unwrap_err().to_string();
+        assert!(err.starts_with("deploy.yaml:4:"), "{err}");
+        let t = tree(&[("deploy.yaml", "version: 1\nfiles: [\n")]);
+        assert!(
+            load(&t, "h")
+                .unwrap_err()
+                .to_string()
+                .starts_with("deploy.yaml:")
+        );
+    }
+}

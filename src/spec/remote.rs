@@ -1,0 +1,97 @@
+//! A deploy repo's remote as the host config names it: the URL and the
+//! credential files, and what can be read off a URL (host, port, whether it
+//! is a local path). Pure data; `source` does the fetching.
+
+use std::path::PathBuf;
+
+/// Where to fetch from and with which credentials.
+#[derive(Debug, Clone, Default)]
+pub struct Remote {
+    /// A local path, `file://`, `ssh://` (or `user@host:path`) or `https://` URL.
+    pub url: String,
+    pub ssh_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+    /// User name for https with a token (`x-access-token` if unset).
+    pub username: Option<String>,
+}
+
+impl Remote {
+    /// The server this remote is on (`None` for local paths).
+    pub fn host(&self) -> Option<String> {
+        if is_scp_like(&self.url) || self.url.starts_with("ssh://") {
+            return ssh_host_port(&self.url).map(|(host, port)| format!("{host}:{port}"));
+        }
+        let url = url::Url::parse(&self.url).ok()?;
+        Some(format!(
+            "{}:{}",
+            url.host_str()?,
+            url.port_or_known_default().unwrap_or(0)
+        ))
+    }
+
+    /// The URL without any `user:password@`, for messages and logs.
+    pub fn shown(&self) -> String {
+        match url::Url::parse(&self.url) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(None);
+                let _ = url.set_username("");
+                url.to_string()
+            }
+            _ => self.url.clone(),
+        }
+    }
+}
+
+/// Local paths become absolute so the mirror does not depend on the cwd.
+pub fn normalize_url(url: &str) -> String {
+    if url.contains("://") || is_scp_like(url) {
+        return url.to_string();
+    }
+    std::fs::canonicalize(url)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| url.to_string())
+}
+
+/// `user@host:path`, git's short form of an ssh URL.
+pub fn is_scp_like(url: &str) -> bool {
+    match (url.find('@'), url.find(':')) {
+        (Some(at), Some(colon)) => at < colon && !url.starts_with('/'),
+        _ => false,
+    }
+}
+
+/// Host and port of an ssh URL.
+pub fn ssh_host_port(url: &str) -> Option<(String, u16)> {
+    if is_scp_like(url) {
+        let rest = &url[url.find('@')? + 1..];
+        return Some((rest[..rest.find(':')?].to_string(), 22));
+    }
+    let parsed = url::Url::parse(url).ok()?;
+    let host = parsed
+        .host_str()?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    Some((host, parsed.port().unwrap_or(22)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_of_ssh_urls() {
+        assert_eq!(
+            ssh_host_port("ssh://git@127.0.0.1:2222/srv/r.git"),
+            Some(("127.0.0.1".into(), 2222))
+        );
+        assert_eq!(
+            ssh_host_port("git@example.org:ops/deploy.git"),
+            Some(("example.org".into(), 22))
+        );
+        assert_eq!(
+            ssh_host_port("ssh://[::1]:2200/r"),
+            Some(("::1".into(), 2200))
+        );
+    }
+}

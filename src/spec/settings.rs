@@ -1,0 +1,351 @@
+//! Settings: the host config file, flags and defaults resolved in one place,
+//! before any work starts. Commands only ever see `Settings`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::layout::Layout;
+use super::paths::{self, AllowedRoots};
+use super::remote::Remote;
+use super::yaml;
+use crate::error::ConfigError;
+
+/// Default location of the host config (under `--root`).
+pub const CONFIG_PATH: &str = "/etc/plumb/plumb.yaml";
+const STATE_DIR: &str = "/var/lib/plumb";
+const LOCK_PATH: &str = "/run/plumb/lock";
+
+/// `/etc/plumb/plumb.yaml`: the host's trust root. Never read from the repo.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    pub repo: Option<String>,
+    pub branch: Option<String>,
+    pub path: Option<String>,
+    pub hostname: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub ssh: SshConfig,
+    #[serde(default)]
+    pub https: HttpsConfig,
+    #[serde(default)]
+    pub allowed_roots: Vec<PathBuf>,
+    pub keep_releases: Option<usize>,
+    /// `execute` or `record`; default: execute on `/`, record on a sandbox root.
+    pub host_commands: Option<String>,
+    #[serde(default)]
+    pub commands: CommandsConfig,
+    /// `plumb run`: a crontab(5) line (`*/5 * * * *`) …
+    pub schedule: Option<String>,
+    /// … or an interval in seconds (default 300).
+    pub interval: Option<u64>,
+    /// Up to this many seconds of random delay before each scheduled run.
+    pub jitter: Option<u64>,
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+    /// Prometheus textfile written after every run (node_exporter's
+    /// textfile collector), e.g. /var/lib/node_exporter/textfile/plumb.prom.
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// The push webhook of `plumb run`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Address to listen on; keep it on loopback behind a proxy.
+    #[serde(default = "default_webhook_listen")]
+    pub listen: String,
+    /// File holding the shared secret (HMAC key / GitLab token).
+    pub secret_file: PathBuf,
+}
+
+fn default_webhook_listen() -> String {
+    "127.0.0.1:9280".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    pub key_file: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsConfig {
+    pub token_file: Option<PathBuf>,
+    pub username: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandsConfig {
+    pub systemctl: Option<Vec<String>>,
+    pub nginx_test: Option<Vec<String>>,
+    pub nginx_reload: Option<Vec<String>>,
+    pub systemd_verify: Option<Vec<String>>,
+}
+
+/// Command-line overrides (no clap types past `commands::run`).
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub root: Option<PathBuf>,
+    pub repo: Option<String>,
+    pub branch: Option<String>,
+    pub path: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub hostname: Option<String>,
+}
+
+/// Everything a command needs to know, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `/`, or the sandbox directory every host path is placed under.
+    pub root: PathBuf,
+    pub remote: Remote,
+    pub branch: String,
+    /// Sub-directory of the repo holding `deploy.yaml` ("" for the top).
+    pub subpath: String,
+    pub hostname: String,
+    pub layout: Layout,
+    /// Host path of the run lock.
+    pub lock_path: PathBuf,
+    pub roots: AllowedRoots,
+    pub keep_releases: usize,
+    /// Record the commands that act outside the root instead of running
+    /// them (a sandbox; the default on any root but `/`).
+    pub record: bool,
+    pub commands: Commands,
+    /// When `plumb run` reconciles.
+    pub timing: Timing,
+    pub webhook: Option<WebhookConfig>,
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// When the daemon runs: a crontab line or an interval, plus jitter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timing {
+    pub schedule: Schedule,
+    pub jitter_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    Cron(String),
+    Every(u64),
+}
+
+impl Settings {
+    /// Read the host config (if any) and apply the flags over it.
+    pub fn resolve(flags: &Flags) -> Result<Settings, ConfigError> {
+        let root = match &flags.root {
+            None => PathBuf::from("/"),
+            Some(dir) => absolute(dir)?,
+        };
+        let config_path = flags
+            .config
+            .clone()
+            .unwrap_or_else(|| paths::under(&root, Path::new(CONFIG_PATH)));
+        let config = match std::fs::read_to_string(&config_path) {
+            Ok(text) => yaml::parse::<HostConfig>(&config_path.display().to_string(), &text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && flags.config.is_none() => {
+                HostConfig::default()
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: config_path,
+                    source,
+                });
+            }
+        };
+        let url = flags
+            .repo
+            .clone()
+            .or(config.repo)
+            .ok_or(ConfigError::NoRepo {
+                config: config_path.clone(),
+            })?;
+        let state_dir = flags
+            .state_dir
+            .clone()
+            .or(config.state_dir)
+            .unwrap_or_else(|| PathBuf::from(STATE_DIR));
+        let state_dir = paths::normalize(&state_dir.to_string_lossy()).map_err(|why| {
+            ConfigError::Invalid(format!("state_dir {} {why}", state_dir.display()))
+        })?;
+        let hostname = match flags.hostname.clone().or(config.hostname) {
+            Some(name) => name,
+            None => nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        if hostname.is_empty() || hostname.contains('/') || hostname.starts_with('.') {
+            return Err(ConfigError::Invalid(format!(
+                "hostname {hostname:?} is not a plain host name"
+            )));
+        }
+        let keep_releases = config.keep_releases.unwrap_or(5);
+        if keep_releases < 2 {
+            return Err(ConfigError::Invalid(
+                "keep_releases must be at least 2 (the current and the previous release)".into(),
+            ));
+        }
+        for extra in &config.allowed_roots {
+            if paths::normalize(&extra.to_string_lossy()).is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "allowed_roots entry {} must be an absolute path without `..`",
+                    extra.display()
+                )));
+            }
+        }
+        let layout = Layout {
+            state_dir: state_dir.clone(),
+        };
+        let record = match config.host_commands.as_deref() {
+            Some("execute") => false,
+            Some("record") => true,
+            None => root != Path::new("/"),
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "host_commands: {other:?} must be `execute` or `record`"
+                )));
+            }
+        };
+        let defaults = Commands::default();
+        let argv = |given: Option<Vec<String>>, default: Vec<String>, name: &str| match given {
+            Some(v) if v.is_empty() => {
+                Err(ConfigError::Invalid(format!("commands.{name} is empty")))
+            }
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let commands = Commands {
+            systemctl: argv(config.commands.systemctl, defaults.systemctl, "systemctl")?,
+            nginx_test: argv(
+                config.commands.nginx_test,
+                defaults.nginx_test,
+                "nginx_test",
+            )?,
+            nginx_reload: argv(
+                config.commands.nginx_reload,
+                defaults.nginx_reload,
+                "nginx_reload",
+            )?,
+            systemd_verify: argv(
+                config.commands.systemd_verify,
+                defaults.systemd_verify,
+                "systemd_verify",
+            )?,
+        };
+        let schedule = match (config.schedule, config.interval) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(format!(
+                    "{}: set `schedule` or `interval`, not both",
+                    config_path.display()
+                )));
+            }
+            (Some(line), None) => {
+                crate::spec::schedule::on_calendar(&line)
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", config_path.display())))?;
+                Schedule::Cron(line)
+            }
+            (None, Some(0)) => {
+                return Err(ConfigError::Invalid(format!(
+                    "{}: interval must be at least 1 second",
+                    config_path.display()
+                )));
+            }
+            (None, interval) => Schedule::Every(interval.unwrap_or(300)),
+        };
+        Ok(Settings {
+            timing: Timing {
+                schedule,
+                jitter_secs: config.jitter.unwrap_or(0),
+            },
+            webhook: config.webhook,
+            metrics_file: config.metrics_file,
+            roots: AllowedRoots::new(&config.allowed_roots, &state_dir),
+            root,
+            remote: Remote {
+                url,
+                ssh_key: config.ssh.key_file,
+                known_hosts: config.ssh.known_hosts,
+                token_file: config.https.token_file,
+                username: config.https.username,
+            },
+            branch: flags
+                .branch
+                .clone()
+                .or(config.branch)
+                .unwrap_or_else(|| "main".into()),
+            subpath: flags.path.clone().or(config.path).unwrap_or_default(),
+            hostname,
+            layout,
+            lock_path: PathBuf::from(LOCK_PATH),
+            keep_releases,
+            record,
+            commands,
+        })
+    }
+
+    /// Everything besides the commit that rendering depends on, hashed.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let text = format!(
+            "plumb {}\nhost {}\npath {}\nstate {}\nroots {:?}",
+            env!("CARGO_PKG_VERSION"),
+            self.hostname,
+            self.subpath,
+            self.layout.state_dir.display(),
+            self.roots
+        );
+        hex::encode(&Sha256::digest(text.as_bytes())[..8])
+    }
+}
+
+fn absolute(dir: &Path) -> Result<PathBuf, ConfigError> {
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::canonicalize(dir))
+        .map_err(|source| ConfigError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// The argv used for each kind of service call; the host config may
+/// override them (tests point them at a private nginx, or at stand-ins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commands {
+    pub systemctl: Vec<String>,
+    pub nginx_test: Vec<String>,
+    pub nginx_reload: Vec<String>,
+    pub systemd_verify: Vec<String>,
+}
+
+impl Default for Commands {
+    fn default() -> Self {
+        let argv = |s: &str| s.split(' ').map(String::from).collect();
+        Commands {
+            systemctl: argv("systemctl"),
+            nginx_test: argv("nginx -t -q"),
+            nginx_reload: argv("systemctl reload nginx.service"),
+            systemd_verify: argv("systemd-analyze verify"),
+        }
+    }
+}
+
+impl Commands {
+    pub fn systemctl_argv(&self, args: &[&str]) -> Vec<String> {
+        let mut argv = self.systemctl.clone();
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv
+    }
+
+    pub fn verify_argv(&self, paths: &[PathBuf]) -> Vec<String> {
+        let mut argv = self.systemd_verify.clone();
+        argv.extend(paths.iter().map(|p| p.display().to_string()));
+        argv
+    }
+}

@@ -55,6 +55,9 @@ pub fn complete(
                     .users()
                     .account_for(build.user.as_deref())
                     .map_err(|source| build_failed(app, source))?;
+                if let Some(blocked) = host.files().blocked_for(&dir, &account) {
+                    return Err(build_failed(app, unreachable(&account, &blocked)));
+                }
                 link_shared(host, layout, app, build, &dir, &account)?;
                 if !build.steps.is_empty() {
                     run_build(host, app, build, &dir, &account)?;
@@ -67,6 +70,19 @@ pub fn complete(
         }
     }
     Ok(outputs)
+}
+
+/// The host's fault: the app's user cannot reach its own release.
+fn unreachable(account: &Account, blocked: &Path) -> crate::host::ProcessError {
+    crate::host::ProcessError::User {
+        user: account.name.clone(),
+        problem: format!(
+            "cannot enter {}, so the app's build cannot run in its release: \
+             make every directory on the way searchable (chmod o+x {}) or deploy under another --root",
+            blocked.display(),
+            blocked.display()
+        ),
+    }
 }
 
 fn build_failed(app: &str, source: crate::host::ProcessError) -> ApplyError {

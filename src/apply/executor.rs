@@ -249,9 +249,15 @@ impl<'a, 'b> Steps<'a, 'b> {
             Action::Unlink(path) => remove_if_present(host, path),
             Action::ValidateNginx => {
                 self.calls += 1;
-                host.services()
-                    .nginx_test()
-                    .map_err(step_error(action, Blame::Commit))
+                host.services().nginx_test().map_err(|e| {
+                    // A certificate not issued yet is the host's to fix.
+                    let blame = if missing_certificate(&e) {
+                        Blame::Host
+                    } else {
+                        Blame::Commit
+                    };
+                    step_error(action, blame)(e)
+                })
             }
             Action::VerifyUnits(paths) => {
                 self.calls += 1;
@@ -382,6 +388,17 @@ impl<'a, 'b> Steps<'a, 'b> {
     }
 }
 
+/// Whether `nginx -t` failed only because a certificate file is missing.
+fn missing_certificate(error: &crate::host::ProcessError) -> bool {
+    let crate::host::ProcessError::Exit { output, .. } = error else {
+        return false;
+    };
+    output.lines().any(|l| {
+        l.contains("cannot load certificate") && l.contains("No such file")
+            || l.contains("BIO_new_file") && l.contains("No such file")
+    })
+}
+
 /// Snapshots of shared data kept per app.
 const KEEP_SNAPSHOTS: usize = 3;
 
@@ -429,4 +446,26 @@ fn link(host: &dyn Host, target: &Path, path: &Path) -> Result<(), ApplyError> {
     files
         .rename(&tmp, path)
         .map_err(ApplyError::io("rename", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::ProcessError;
+
+    #[test]
+    fn a_missing_certificate_is_the_hosts_problem_and_a_bad_directive_the_commits() {
+        let nginx = |output: &str| ProcessError::Exit {
+            command: "nginx -t -q".into(),
+            code: 1,
+            output: output.into(),
+        };
+        assert!(missing_certificate(&nginx(
+            "nginx: [emerg] cannot load certificate \"/etc/letsencrypt/live/blog/fullchain.pem\": \
+             BIO_new_file() failed (SSL: error:80000002:system library::No such file or directory)"
+        )));
+        assert!(!missing_certificate(&nginx(
+            "nginx: [emerg] unknown directive \"bogus_directive\" in /etc/nginx/conf.d/blog.conf:12"
+        )));
+    }
 }

@@ -12,10 +12,13 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use std::path::Path;
+
 use super::status::NEXT_RUN;
 use crate::daemon::{self, Outcome, Trigger, World};
 use crate::error::{ConfigError, Error, exit};
-use crate::spec::paths::under;
+use crate::host::process::{Proc, ProcessError};
+use crate::host::{Host, RealHost};
 use crate::spec::settings::{Flags, Settings};
 use crate::ui;
 
@@ -24,44 +27,55 @@ use crate::ui;
 const RUN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 struct Real {
-    settings: Settings,
+    host: RealHost,
     /// The plumb binary, by path: after an upgrade it is the new one.
-    program: std::path::PathBuf,
+    program: String,
     /// The common flags the daemon was started with, passed on to each run.
-    flags: Vec<std::ffi::OsString>,
+    flags: Vec<String>,
 }
 
 impl World for Real {
     async fn reconcile(&mut self, trigger: Trigger) -> Outcome {
-        let child = tokio::process::Command::new(&self.program)
-            .args(["reconcile", "--once", "--wait"])
-            .args(&self.flags)
+        let mut argv = vec![
+            self.program.clone(),
+            "reconcile".into(),
+            "--once".into(),
+            "--wait".into(),
+        ];
+        argv.extend(self.flags.iter().cloned());
+        let mut run = Proc::new(&argv)
             .env(TRIGGER_VAR, trigger.as_str())
-            .env_remove("SSL_CERT_FILE")
-            .env_remove("NOTIFY_SOCKET")
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match child {
-            Ok(child) => child,
-            Err(e) => {
-                // Never idle on as if all were well: exit, and let systemd
-                // restart the daemon (Restart=on-failure).
-                ui::error(format_args!("cannot start {}: {e}", self.program.display()));
-                std::process::exit(i32::from(exit::INTERNAL));
+            .timeout(RUN_TIMEOUT);
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            run = run.env("RUST_LOG", &filter);
+        }
+        let ended = tokio::task::spawn_blocking(move || run.run()).await;
+        let (outcome, output) = match ended {
+            Ok(Ok(out)) => (Outcome::Done, out.text),
+            Ok(Err(ProcessError::Exit { code, output, .. })) if code == i32::from(exit::FETCH) => {
+                (Outcome::FetchFailed, output)
             }
-        };
-        match tokio::time::timeout(RUN_TIMEOUT, child.wait()).await {
-            Ok(Ok(status)) if status.code() == Some(i32::from(exit::FETCH)) => Outcome::FetchFailed,
-            Ok(_) => Outcome::Done,
-            Err(_) => {
+            Ok(Err(ProcessError::Exit { output, .. })) => (Outcome::Done, output),
+            Ok(Err(ProcessError::Timeout { output, .. })) => {
                 ui::error(format_args!(
                     "a reconcile ran longer than {} min and was killed",
                     RUN_TIMEOUT.as_secs() / 60
                 ));
-                let _ = child.kill().await;
-                Outcome::Done
+                (Outcome::Done, output)
             }
-        }
+            Ok(Err(e)) => {
+                // Never idle on as if all were well: exit, and let systemd
+                // restart the daemon (Restart=on-failure).
+                ui::error(format_args!("cannot run {}: {e}", self.program));
+                std::process::exit(i32::from(exit::INTERNAL));
+            }
+            Err(e) => {
+                ui::error(format_args!("the reconcile task failed: {e}"));
+                (Outcome::Done, String::new())
+            }
+        };
+        ui::raw(&output);
+        outcome
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -83,12 +97,12 @@ impl World for Real {
     fn status(&mut self, text: &str, next: Option<DateTime<Utc>>) {
         notify(format!("STATUS={text}"));
         if let Some(at) = next {
-            let path = under(&self.settings.root, std::path::Path::new(NEXT_RUN));
-            let _ = std::fs::create_dir_all(path.parent().unwrap());
-            // Renamed into place, so `plumb status` never reads half a line.
-            let tmp = path.with_extension("tmp");
-            let _ =
-                std::fs::write(&tmp, at.to_rfc3339()).and_then(|_| std::fs::rename(&tmp, &path));
+            let files = self.host.files();
+            let path = Path::new(NEXT_RUN);
+            // Written atomically, so `plumb status` never reads half a line.
+            let _ = files
+                .create_dir_all(path.parent().expect("a directory"))
+                .and_then(|_| files.write_atomic(path, at.to_rfc3339().as_bytes(), 0o644));
         }
     }
 }
@@ -114,25 +128,28 @@ pub fn run(settings: &Settings, flags: &Flags) -> Result<u8, Error> {
 }
 
 /// The flags to give each `plumb reconcile` the daemon starts.
-fn pass_on(flags: &Flags) -> Vec<std::ffi::OsString> {
-    let mut out: Vec<std::ffi::OsString> = Vec::new();
-    let mut add = |name: &str, value: Option<std::ffi::OsString>| {
+fn pass_on(flags: &Flags) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut add = |name: &str, value: Option<String>| {
         if let Some(value) = value {
-            out.push(name.into());
+            out.push(name.to_string());
             out.push(value);
         }
     };
-    add("--config", flags.config.clone().map(Into::into));
-    add("--root", flags.root.clone().map(Into::into));
-    add("--repo", flags.repo.clone().map(Into::into));
-    add("--branch", flags.branch.clone().map(Into::into));
-    add("--path", flags.path.clone().map(Into::into));
-    add("--state-dir", flags.state_dir.clone().map(Into::into));
-    add("--hostname", flags.hostname.clone().map(Into::into));
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    add("--config", path(&flags.config));
+    add("--root", path(&flags.root));
+    add("--repo", flags.repo.clone());
+    add("--branch", flags.branch.clone());
+    add("--path", flags.path.clone());
+    add("--state-dir", path(&flags.state_dir));
+    add("--hostname", flags.hostname.clone());
     out
 }
 
-async fn serve(settings: Settings, flags: Vec<std::ffi::OsString>) -> Result<u8, Error> {
+async fn serve(settings: Settings, flags: Vec<String>) -> Result<u8, Error> {
+    // The next-run file is a host path (below --root); never recorded.
+    let host = RealHost::machine(settings.root.clone(), settings.commands.clone());
     let (triggers, received) = mpsc::channel(1);
     let io = |what: &str, e: std::io::Error| ConfigError::Invalid(format!("{what}: {e}"));
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| io("SIGHUP handler", e))?;
@@ -141,7 +158,11 @@ async fn serve(settings: Settings, flags: Vec<std::ffi::OsString>) -> Result<u8,
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     if let Some(hook) = &settings.webhook {
-        let secret = std::fs::read(&hook.secret_file)
+        // Files the host config names are the machine's, whatever --root is.
+        let machine = RealHost::machine("/".into(), settings.commands.clone());
+        let secret = machine
+            .files()
+            .read(&hook.secret_file)
             .map_err(|e| io(&format!("webhook secret {}", hook.secret_file.display()), e))?;
         let secret = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
         if secret.is_empty() {
@@ -200,14 +221,14 @@ async fn serve(settings: Settings, flags: Vec<std::ffi::OsString>) -> Result<u8,
     };
     let program = std::env::current_exe().map_err(|e| io("the plumb binary", e))?;
     let mut world = Real {
-        settings: settings.clone(),
-        program,
+        host,
+        program: program.display().to_string(),
         flags,
     };
     daemon::run(&settings.timing, &mut world, received, shutdown).await;
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
     let _ = stop_tx.send(true);
-    let _ = std::fs::remove_file(under(&settings.root, std::path::Path::new(NEXT_RUN)));
+    let _ = world.host.files().remove_file(Path::new(NEXT_RUN));
     ui::line("plumb run: stopped");
     Ok(exit::OK)
 }

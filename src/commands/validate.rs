@@ -96,7 +96,7 @@ fn check_host(settings: &Settings, tree: &Tree, host: &str) -> Found {
         }
         Err(e) => vec![("error", e.to_string())],
     };
-    let _ = std::fs::remove_dir_all(scratch.files().root());
+    let _ = scratch.files().remove_dir_all(Path::new("/"));
     found.dedup();
     found
 }

@@ -121,6 +121,9 @@ impl<H: Host> Files for KillAt<H> {
         self.step();
         self.inner.files().copy_tree(from, to, hard_link)
     }
+    fn blocked_for(&self, path: &Path, account: &Account) -> Option<PathBuf> {
+        self.inner.files().blocked_for(path, account)
+    }
     fn chown(
         &self,
         path: &Path,

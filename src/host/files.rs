@@ -126,6 +126,32 @@ impl Files for RealFiles {
         tree_ops::copy_tree(&self.real(from), &self.real(to), hard_link)
     }
 
+    fn blocked_for(&self, path: &Path, account: &Account) -> Option<PathBuf> {
+        if account.is_root() {
+            return None;
+        }
+        let real = self.real(path);
+        let mut at = PathBuf::from("/");
+        for part in real.components().skip(1) {
+            at.push(part);
+            let Ok(meta) = fs::metadata(&at) else {
+                return None; // not there yet: it will be created searchable
+            };
+            let mode = meta.mode();
+            let bit = if meta.uid() == account.uid {
+                0o100
+            } else if meta.gid() == account.gid || account.groups.contains(&meta.gid()) {
+                0o010
+            } else {
+                0o001
+            };
+            if mode & bit == 0 {
+                return Some(at);
+            }
+        }
+        None
+    }
+
     fn chown(
         &self,
         path: &Path,

@@ -559,6 +559,10 @@ impl Files for MemoryHost {
         Ok(())
     }
 
+    fn blocked_for(&self, _path: &Path, _account: &Account) -> Option<PathBuf> {
+        None
+    }
+
     fn chown(
         &self,
         path: &Path,

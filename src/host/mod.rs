@@ -123,6 +123,10 @@ pub trait Files {
     /// Copy a tree to a new path, never following links; files hard-linked
     /// when `hard_link`. Only for trees nobody else can write (releases).
     fn copy_tree(&self, from: &Path, to: &Path, hard_link: bool) -> io::Result<()>;
+    /// The first directory on the way to `path` (from the machine's `/`,
+    /// the root included) that `account` may not enter, if any: a process
+    /// of that user could not work there.
+    fn blocked_for(&self, path: &Path, account: &Account) -> Option<PathBuf>;
     /// Give `path` (and with `recursive`, everything below it, walking by
     /// file descriptor without following links) to `owner`. With
     /// `lock_down`, group/other write and set-id bits are cleared too.

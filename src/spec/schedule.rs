@@ -1,14 +1,14 @@
-//! crontab(5) schedules translated exactly into systemd `OnCalendar=` specs.
-//!
-//! Each field is expanded to the set of values it matches and written back as
-//! a list of values and `a..b` runs, so nothing is approximated. crontab fires
+//! crontab(5) schedules: their next firing times, and their exact systemd
+//! `OnCalendar=` translation. One parser (the croner crate) reads the line;
+//! each field's set of values is written back as a list of values and
+//! `a..b` runs, so nothing is approximated. crontab fires
 //! when day-of-month *or* day-of-week matches if both are restricted (neither
 //! starts with `*`); systemd requires both, so that case becomes two specs.
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use croner::parser::CronParser;
+use croner::parser::{CronParser, Seconds, Year};
 use thiserror::Error;
 
 /// A schedule that is not a crontab line plumb can translate.
@@ -19,159 +19,135 @@ pub struct ScheduleError {
     pub reason: String,
 }
 
-const MONTHS: &[&str] = &[
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-];
-const DAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 const SYSTEMD_DAYS: &[&str] = &["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
+/// A crontab line as croner parsed it: the values each field matches.
+struct Parsed {
+    cron: croner::Cron,
+    minutes: BTreeSet<u32>,
+    hours: BTreeSet<u32>,
+    doms: BTreeSet<u32>,
+    months: BTreeSet<u32>,
+    /// 0 is Sunday (7 is folded into it).
+    dows: BTreeSet<u32>,
+    /// crontab(5): when both day fields are restricted (neither starts with
+    /// `*`), a day matches if either does. (croner alone would treat `*/2`
+    /// as restricted.)
+    either: bool,
+}
+
+/// Parse `line` with croner: five fields or an `@daily`-style shortcut, and
+/// nothing a systemd calendar cannot say (`L`, `W`, `#`, `?`, `+`, seconds).
+fn parse(line: &str) -> Result<Parsed, ScheduleError> {
+    let fail = |reason: String| ScheduleError {
+        line: line.to_string(),
+        reason,
+    };
+    let text = line.trim();
+    if text.starts_with('@') {
+        let known = [
+            "@yearly",
+            "@annually",
+            "@monthly",
+            "@weekly",
+            "@daily",
+            "@midnight",
+            "@hourly",
+        ];
+        if !known.contains(&text.to_ascii_lowercase().as_str()) {
+            return Err(fail(format!("{text} has no calendar equivalent")));
+        }
+    } else {
+        let fields = text.split_whitespace().count();
+        if fields != 5 {
+            return Err(fail(format!(
+                "has {fields} fields; a crontab schedule has 5 (minute hour day-of-month month day-of-week)"
+            )));
+        }
+    }
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let either = parts.len() == 5 && !parts[2].starts_with('*') && !parts[4].starts_with('*');
+    let cron = CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .dom_and_dow(!either)
+        .build()
+        .parse(text)
+        .map_err(|e| fail(e.to_string()))?;
+    let pattern = &cron.pattern;
+    if pattern.days.has_modifiers()
+        || pattern.days_of_week.has_modifiers()
+        || text.contains(['?', '+'])
+    {
+        return Err(fail(
+            "uses L, W, #, ? or +, which a systemd calendar cannot express".into(),
+        ));
+    }
+    let set = |values: Vec<u16>| values.into_iter().map(u32::from).collect::<BTreeSet<u32>>();
+    let parsed = Parsed {
+        minutes: set(pattern.minutes.values()),
+        hours: set(pattern.hours.values()),
+        doms: set(pattern.days.values()),
+        months: set(pattern.months.values()),
+        dows: set(pattern.days_of_week.values())
+            .into_iter()
+            .map(|d| d % 7)
+            .collect(),
+        either,
+        cron,
+    };
+    Ok(parsed)
+}
+
 /// The next `n` times (UTC) the crontab line `line` fires after `after`.
-///
-/// Computed by the croner crate, with crontab(5)'s rule for the two day
-/// fields: when both are restricted — neither starts with `*` — either may
-/// match; otherwise both must. (croner alone treats `*/2` as restricted.)
 pub fn next_times(
     line: &str,
     after: DateTime<Utc>,
     n: usize,
 ) -> Result<Vec<DateTime<Utc>>, ScheduleError> {
-    on_calendar(line)?; // the same validation as rendering (it also checks it fires)
-    let fail = |reason: String| ScheduleError {
-        line: line.to_string(),
-        reason,
-    };
-    let fields = expand(line).map_err(&fail)?;
-    let parts: Vec<&str> = fields.split_whitespace().collect();
-    let either = !parts[2].starts_with('*') && !parts[4].starts_with('*');
-    let cron = CronParser::builder()
-        .dom_and_dow(!either)
-        .build()
-        .parse(fields)
-        .map_err(|e| fail(e.to_string()))?;
+    let parsed = parse(line)?;
     let mut times = Vec::with_capacity(n);
     let mut at = after;
     for _ in 0..n {
-        at = cron
+        at = parsed
+            .cron
             .find_next_occurrence(&at, false)
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| ScheduleError {
+                line: line.to_string(),
+                reason: e.to_string(),
+            })?;
         times.push(at);
     }
     Ok(times)
 }
 
-/// The first firing of five crontab fields after now, if any.
-fn next_fire(fields: &str, either: bool) -> Option<DateTime<Utc>> {
-    let cron = CronParser::builder()
-        .dom_and_dow(!either)
-        .build()
-        .parse(fields)
-        .ok()?;
-    cron.find_next_occurrence(&Utc::now(), false).ok()
-}
-
-/// `@daily`-style shortcuts as their five fields; other lines unchanged.
-fn expand(line: &str) -> Result<&str, String> {
-    Ok(match line.trim() {
-        "@yearly" | "@annually" => "0 0 1 1 *",
-        "@monthly" => "0 0 1 * *",
-        "@weekly" => "0 0 * * 0",
-        "@daily" | "@midnight" => "0 0 * * *",
-        "@hourly" => "0 * * * *",
-        other if other.starts_with('@') => {
-            return Err(format!("{other} has no calendar equivalent"));
-        }
-        other => other,
-    })
-}
-
 /// The `OnCalendar=` values equivalent to the crontab line `line`.
 pub fn on_calendar(line: &str) -> Result<Vec<String>, ScheduleError> {
-    let fail = |reason: String| ScheduleError {
-        line: line.to_string(),
-        reason,
-    };
-    let expanded = expand(line).map_err(&fail)?;
-    let fields: Vec<&str> = expanded.split_whitespace().collect();
-    let [minute, hour, dom, month, dow] = fields[..] else {
-        return Err(fail(format!(
-            "has {} fields; a crontab schedule has 5 (minute hour day-of-month month day-of-week)",
-            fields.len()
-        )));
-    };
-    let minutes = field(minute, 0, 59, &[]).map_err(&fail)?;
-    let hours = field(hour, 0, 23, &[]).map_err(&fail)?;
-    let doms = field(dom, 1, 31, &[]).map_err(&fail)?;
-    let months = field(month, 1, 12, MONTHS).map_err(&fail)?;
-    // 7 is Sunday as well as 0.
-    let dows: BTreeSet<u32> = field(dow, 0, 7, DAYS)
-        .map_err(&fail)?
-        .into_iter()
-        .map(|d| d % 7)
-        .collect();
-
-    // plumb's schedules are UTC, in the daemon and in timers alike.
-    let time = format!("{}:{}:00 UTC", list(&hours, 0, 23), list(&minutes, 0, 59));
-    let date = |doms: &BTreeSet<u32>| format!("*-{}-{}", list(&months, 1, 12), list(doms, 1, 31));
-    let all_doms: BTreeSet<u32> = (1..=31).collect();
-    let either = !dom.starts_with('*') && !dow.starts_with('*');
-    if next_fire(expanded, either).is_none() {
-        return Err(fail("never fires (no such date)".into()));
+    let p = parse(line)?;
+    if p.cron.find_next_occurrence(&Utc::now(), false).is_err() {
+        return Err(ScheduleError {
+            line: line.to_string(),
+            reason: "never fires (no such date)".into(),
+        });
     }
+    // plumb's schedules are UTC, in the daemon and in timers alike.
+    let time = format!(
+        "{}:{}:00 UTC",
+        list(&p.hours, 0, 23),
+        list(&p.minutes, 0, 59)
+    );
+    let date = |doms: &BTreeSet<u32>| format!("*-{}-{}", list(&p.months, 1, 12), list(doms, 1, 31));
+    let all_doms: BTreeSet<u32> = (1..=31).collect();
     let mut specs = Vec::new();
-    if either {
-        specs.push(format!("{} {time}", date(&doms)));
-        specs.push(format!("{} {} {time}", weekdays(&dows), date(&all_doms)));
-    } else if dows.len() == 7 {
-        specs.push(format!("{} {time}", date(&doms)));
+    if p.either {
+        specs.push(format!("{} {time}", date(&p.doms)));
+        specs.push(format!("{} {} {time}", weekdays(&p.dows), date(&all_doms)));
+    } else if p.dows.len() == 7 {
+        specs.push(format!("{} {time}", date(&p.doms)));
     } else {
-        specs.push(format!("{} {} {time}", weekdays(&dows), date(&doms)));
+        specs.push(format!("{} {} {time}", weekdays(&p.dows), date(&p.doms)));
     }
     Ok(specs)
-}
-
-/// The values one crontab field matches.
-fn field(text: &str, min: u32, max: u32, names: &[&str]) -> Result<BTreeSet<u32>, String> {
-    let value = |s: &str| -> Result<u32, String> {
-        if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
-            return Ok(i as u32 + min);
-        }
-        let n: u32 = s
-            .parse()
-            .map_err(|_| format!("{s:?} is not a number or name"))?;
-        if (min..=max).contains(&n) {
-            Ok(n)
-        } else {
-            Err(format!("{n} is outside {min}-{max}"))
-        }
-    };
-    let mut set = BTreeSet::new();
-    for item in text.split(',') {
-        let (range, step) = match item.split_once('/') {
-            Some((range, step)) => {
-                let step: u32 = step
-                    .parse()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| format!("step {step:?} is not a positive number"))?;
-                (range, Some(step))
-            }
-            None => (item, None),
-        };
-        let (start, end) = if range == "*" {
-            (min, max)
-        } else if let Some((a, b)) = range.split_once('-') {
-            (value(a)?, value(b)?)
-        } else {
-            let a = value(range)?;
-            // `a/step` runs from a to the end of the range, as in Vixie cron.
-            (a, if step.is_some() { max } else { a })
-        };
-        if start > end {
-            return Err(format!("range {range:?} runs backwards"));
-        }
-        set.extend((start..=end).step_by(step.unwrap_or(1) as usize));
-    }
-    Ok(set)
 }
 
 /// `*` for a full set, else values and `a..b` runs joined by commas.
@@ -252,6 +228,12 @@ mod tests {
             "0 0 * * 8",
             "5-1 * * * *",
             "*/0 * * * *",
+            "0 0 L * *",
+            "0 0 * * 5#2",
+            "0 0 ? * MON",
+            "0 0 15W * *",
+            "0 0 * * +MON",
+            "0 0 0 1 1 *",
         ] {
             assert!(on_calendar(bad).is_err(), "{bad} accepted");
         }

@@ -204,3 +204,18 @@ fn a_fix_pushed_after_a_broken_commit_deploys() {
             .exists()
     );
 }
+
+#[test]
+fn a_host_problem_is_not_blamed_on_the_commit_and_the_next_run_needs_no_force() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = GitRepo::example_minimal();
+    let sandbox = Sandbox::new();
+    // A fresh `mktemp -d` root: the app's user cannot enter it.
+    fs::set_permissions(sandbox.root.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    let run = sandbox.reconcile(&repo).fails_with(6, "chmod o+x");
+    assert!(run.stderr.contains("the host's problem"), "{}", run.stderr);
+    assert_eq!(sandbox.state()["quarantine"], serde_json::json!([]));
+    assert!(!sandbox.state_dir().join("current").exists());
+    fs::set_permissions(sandbox.root.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    sandbox.reconcile(&repo).ok();
+}

@@ -55,10 +55,29 @@ fn writer(db: &Path) -> Child {
         .unwrap()
 }
 
+/// Run `sql` against `db`, waiting out a writer's lock (sqlite3's own
+/// busy timeout, which defaults to none).
 fn query(db: &Path, sql: &str) -> String {
-    sh(Command::new("sqlite3").arg(db).arg(sql))
+    sh(Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
+        .arg(db)
+        .arg(sql))
+    .trim()
+    .to_string()
+}
+
+/// Rows the writer committed so far; 0 until its table exists.
+fn rows(db: &Path) -> u64 {
+    let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
+        .arg(db)
+        .arg("SELECT COUNT(*) FROM t")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
         .trim()
-        .to_string()
+        .parse()
+        .unwrap_or(0)
 }
 
 fn run(script: &Path, args: &[&Path]) -> std::process::Output {
@@ -91,12 +110,7 @@ fn a_backup_taken_under_a_live_writer_is_consistent_and_restores() {
     let db = t.join("data/app.db");
     let mut writing = writer(&db);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !db.exists()
-        || query(&db, "SELECT COUNT(*) FROM t")
-            .parse::<u64>()
-            .unwrap_or(0)
-            < 200
-    {
+    while !db.exists() || rows(&db) < 200 {
         assert!(Instant::now() < deadline, "the writer did not start");
         std::thread::sleep(Duration::from_millis(20));
     }

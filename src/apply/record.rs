@@ -15,6 +15,30 @@ pub struct StateStore {
     pub state: State,
 }
 
+/// plumb's own directories, each with the mode it needs: the state
+/// directory traversable but not listable (0711: an app's user and nginx
+/// reach their release through it), and what is plumb's alone — the git
+/// mirrors and the snapshots of shared data — private (0700).
+pub fn prepare_dirs(
+    host: &dyn Host,
+    layout: &crate::spec::layout::Layout,
+) -> Result<(), ApplyError> {
+    let files = host.files();
+    let dirs = [
+        (layout.state_dir.clone(), 0o711),
+        (layout.mirror(), 0o700),
+        (layout.app_mirrors(), 0o700),
+        (layout.state_dir.join("backups"), 0o700),
+    ];
+    for (dir, mode) in dirs {
+        files
+            .create_dir_all(&dir)
+            .and_then(|_| files.set_mode(&dir, mode))
+            .map_err(ApplyError::io("create", &dir))?;
+    }
+    Ok(())
+}
+
 /// The current time as plumb records it (RFC 3339, UTC).
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

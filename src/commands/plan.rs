@@ -5,7 +5,7 @@ use similar::TextDiff;
 
 use crate::apply::StateStore;
 use crate::apply::observe;
-use crate::error::{ApplyError, Error, exit};
+use crate::error::{Error, exit};
 use crate::host::{Host, lock};
 use crate::plan::{Change, short};
 use crate::source::Mirror;
@@ -20,9 +20,7 @@ pub fn run(settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
     let files = host.files();
     // The fetch writes the mirror: never at the same time as a reconcile.
     let _lock = lock::acquire(&files.real(&settings.lock_path), false)?;
-    files
-        .create_dir_all(&layout.state_dir)
-        .map_err(ApplyError::io("create", &layout.state_dir))?;
+    crate::apply::record::prepare_dirs(host, layout)?;
     let mut store = StateStore::load(host, &layout.state_file())?;
     let mirror = Mirror::open(&files.real(&layout.mirror()))?;
     let commit = mirror.fetch(&settings.remote, &settings.branch)?;

@@ -3,7 +3,7 @@
 use crate::apply::journal::{self, Resume};
 use crate::apply::observe::{self, Depth};
 use crate::apply::{Executor, StateStore, release};
-use crate::error::{ApplyError, Error, exit};
+use crate::error::{Error, exit};
 use crate::host::{Host, lock};
 use crate::plan::state::DeployedRef;
 use crate::plan::{self, Target, short};
@@ -50,9 +50,7 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
     let files = host.files();
     let _lock = lock::acquire(&files.real(&settings.lock_path), options.wait)?;
     crate::host::confine::sweep_stale();
-    files
-        .create_dir_all(&layout.state_dir)
-        .map_err(ApplyError::io("create", &layout.state_dir))?;
+    crate::apply::record::prepare_dirs(host, layout)?;
     let mut store = StateStore::load(host, &layout.state_file())?;
     let mirror = Mirror::open(&files.real(&layout.mirror()))?;
     let commit = mirror.fetch(&settings.remote, &settings.branch)?;

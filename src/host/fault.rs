@@ -81,6 +81,10 @@ impl<H: Host> Files for KillAt<H> {
         self.step();
         self.inner.files().create_dir_all(path)
     }
+    fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()> {
+        self.step();
+        self.inner.files().set_mode(path, mode)
+    }
     fn write_new(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         self.step();
         self.inner.files().write_new(path, bytes, mode)

@@ -80,6 +80,17 @@ impl Files for RealFiles {
         fs::create_dir_all(self.real(path))
     }
 
+    fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()> {
+        let real = self.real(path);
+        if fs::symlink_metadata(&real)?.file_type().is_symlink() {
+            return Err(io::Error::other(format!(
+                "{}: is a symlink",
+                real.display()
+            )));
+        }
+        fs::set_permissions(real, fs::Permissions::from_mode(mode))
+    }
+
     fn write_new(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         let mut file = create_new(&self.real(path), mode)?;
         file.write_all(bytes)?;

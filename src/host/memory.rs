@@ -429,6 +429,16 @@ impl Files for MemoryHost {
         Ok(())
     }
 
+    fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()> {
+        self.change(&format!("chmod {mode:o} {}", path.display()))?;
+        let (at, _) = self.node(path, false)?;
+        match self.mem.borrow_mut().nodes.get_mut(&at) {
+            Some(Node::File { mode: m, .. }) | Some(Node::Dir { mode: m, .. }) => *m = mode,
+            _ => return Err(io::Error::other("not a file or directory")),
+        }
+        Ok(())
+    }
+
     fn write_new(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         self.change(&format!("write {}", path.display()))?;
         let at = self.new_entry(path)?;

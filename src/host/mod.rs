@@ -89,6 +89,8 @@ pub trait Files {
 
     /// Create a directory and its parents (mode 0755 unless it exists).
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Set the permission bits of `path` (not following a link).
+    fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()>;
     /// Create `path`, which must not exist, with `bytes` and exactly `mode`.
     /// Durable only after `sync` or `sync_fs`.
     fn write_new(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()>;

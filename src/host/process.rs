@@ -198,6 +198,9 @@ impl Proc {
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| spawn_error(e.into()))?;
         let writer2 = writer.try_clone().map_err(spawn_error)?;
         let cgroup = if self.confine { Cgroup::create() } else { None };
+        if self.confine && cgroup.is_none() {
+            warn_unconfined();
+        }
         let mut cmd = self.command(cgroup.as_ref(), writer, writer2);
         let child = cmd.spawn();
         drop(cmd); // closes our copies of the pipe's write end
@@ -320,6 +323,19 @@ impl Proc {
             _ => ProcessError::Spawn { command, source },
         }
     }
+}
+
+/// Say once per run that steps are stopped through their process group
+/// only: a step that calls `setsid` could then outlive it.
+fn warn_unconfined() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "no cgroup can be made here (cgroup v2 not mounted or not writable; under systemd, \
+             plumb's unit needs Delegate=yes): build and hook processes are stopped through \
+             their process group only, and one that calls setsid can outlive its step"
+        );
+    });
 }
 
 /// Read the pipe on a thread, keeping the last `OUTPUT_CAP` bytes.

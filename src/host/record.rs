@@ -6,6 +6,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use super::process::ProcessError;
@@ -33,6 +34,7 @@ impl Recorder {
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&self.log)
             .map_err(fail)?;
         writeln!(file, "{line}").map_err(fail)

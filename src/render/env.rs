@@ -37,6 +37,8 @@ pub(super) fn environment<'a>(
     let sources = Arc::new(sources);
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Bounded time: a template that loops without end runs out of fuel.
+    env.set_fuel(Some(super::FUEL));
     let syntax = SyntaxConfig::builder()
         .trim_blocks(true)
         .lstrip_blocks(true)
@@ -50,9 +52,10 @@ pub(super) fn environment<'a>(
             .cloned()
             .or_else(|| templates::builtin(name).map(str::to_string)))
     });
-    env.add_filter("sh", shell_quote);
-    env.add_filter("unit", unit_value);
-    env.add_filter("unit_env", unit_env);
+    env.add_filter("sh", super::escape::sh);
+    env.add_filter("unit", super::escape::unit);
+    env.add_filter("unit_env", super::escape::unit_env);
+    env.add_filter("nginx", super::escape::nginx);
     let state = facts.state_dir.display().to_string();
     env.add_global("host", input.hostname.clone());
     env.add_global("commit", facts.commit.to_string());
@@ -109,26 +112,4 @@ fn template_error(env: &Environment, name: &str, error: minijinja::Error) -> Inv
         line,
         message,
     }
-}
-
-/// A value inside `Environment="…"`: as `unit`, with `"` and `\` escaped.
-fn unit_env(value: String) -> Result<String, minijinja::Error> {
-    unit_value(value.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// A value for a systemd unit line: one line only, and `%` taken literally
-/// (not a specifier).
-fn unit_value(value: String) -> Result<String, minijinja::Error> {
-    if value.contains(['\n', '\r']) {
-        return Err(minijinja::Error::new(
-            minijinja::ErrorKind::InvalidOperation,
-            format!("{value:?} spans lines; a unit setting must be one line"),
-        ));
-    }
-    Ok(value.replace('%', "%%"))
-}
-
-/// Quote a string for POSIX sh: `'...'` with embedded quotes escaped.
-fn shell_quote(value: String) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
 }

@@ -16,11 +16,21 @@ use desired::{AppBuild, Desired, DesiredFile, Hook, SourceFile};
 
 pub mod desired;
 mod env;
+pub mod escape;
 mod parts;
 pub mod templates;
 
 use env::{environment, render_named};
 use parts::{build_key, check_backup, health_check, shared_paths};
+
+/// Most managed files one host may have.
+pub const MAX_FILES: usize = 20_000;
+/// Largest rendered file.
+pub const MAX_FILE_BYTES: usize = 16 << 20;
+/// Most bytes all rendered files of a host may add up to.
+pub const MAX_RENDERED_BYTES: usize = 256 << 20;
+/// Template instructions one file's rendering may execute.
+pub const FUEL: u64 = 10_000_000;
 
 /// Facts about the host that templates and paths depend on.
 pub struct HostFacts<'a> {
@@ -49,6 +59,7 @@ pub fn render(
             ..Desired::default()
         },
         roots,
+        bytes: 0,
     };
     for (name, app) in &input.apps {
         render_app(&env, tree, facts, name, app, &mut out)?;
@@ -63,6 +74,8 @@ pub fn render(
 struct Output {
     desired: Desired,
     roots: AllowedRoots,
+    /// Bytes rendered so far.
+    bytes: usize,
 }
 
 impl Output {
@@ -74,6 +87,23 @@ impl Output {
         mode: u32,
     ) -> Result<PathBuf, InvalidError> {
         let path = self.roots.check(origin, path)?;
+        self.bytes += bytes.len();
+        let limit = |message: String| InvalidError::Repo {
+            file: origin.to_string(),
+            message,
+        };
+        if bytes.len() > MAX_FILE_BYTES {
+            return Err(limit(format!(
+                "{} would be {} bytes; the most a managed file may have is {MAX_FILE_BYTES}",
+                path.display(),
+                bytes.len()
+            )));
+        }
+        if self.bytes > MAX_RENDERED_BYTES || self.desired.files.len() >= MAX_FILES {
+            return Err(limit(format!(
+                "more than {MAX_FILES} managed files or {MAX_RENDERED_BYTES} bytes for one host"
+            )));
+        }
         let file = DesiredFile {
             bytes,
             mode,
@@ -155,7 +185,7 @@ fn render_app(
         )?;
     }
     if let Some(backup) = &app.backup {
-        check_backup(&origin, backup)?;
+        check_backup(&origin, name, backup, &out.roots)?;
         let on_calendar =
             schedule::on_calendar(&backup.schedule).map_err(|e| InvalidError::Repo {
                 file: origin.clone(),

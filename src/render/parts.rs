@@ -7,6 +7,7 @@ use super::desired::SourceFile;
 use crate::error::InvalidError;
 use crate::spec::deploy::{App, Health};
 use crate::spec::health::{HealthCheck, Probe};
+use crate::spec::paths::AllowedRoots;
 
 /// Shared paths are plain relative paths inside the app directory.
 pub(super) fn shared_paths(origin: &str, app: &App) -> Result<Vec<String>, InvalidError> {
@@ -77,12 +78,15 @@ pub(super) fn health_check(
     })
 }
 
-/// A backup section the rendered scripts can run safely: absolute paths, at
-/// least one backup kept, distinct database names, and a destination that is
-/// neither inside the backed-up paths nor containing them.
+/// A backup section the rendered scripts can run safely: at least one
+/// backup kept, distinct database names, sources the app may have backed up
+/// (its shared data, or an allowed root), a destination where plumb may
+/// write (below /var/backups, or an allowed root), and the two apart.
 pub(super) fn check_backup(
     origin: &str,
+    app: &str,
     backup: &crate::spec::deploy::Backup,
+    roots: &AllowedRoots,
 ) -> Result<(), InvalidError> {
     let fail = |message: String| {
         Err(InvalidError::Repo {
@@ -93,13 +97,9 @@ pub(super) fn check_backup(
     if backup.keep == 0 {
         return fail("`keep` must be at least 1".into());
     }
-    let absolute = |p: &str| crate::spec::paths::normalize(p).map_err(|why| format!("{p:?} {why}"));
     let mut names = std::collections::BTreeSet::new();
     for db in &backup.sqlite {
-        let path = match absolute(db) {
-            Ok(path) => path,
-            Err(why) => return fail(why),
-        };
+        let path = roots.check_backup_source(&format!("{origin}: backup.sqlite"), db, app)?;
         if !names.insert(path.file_name().map(|n| n.to_os_string())) {
             return fail(format!(
                 "two databases are named {:?}; their copies would collide",
@@ -107,18 +107,12 @@ pub(super) fn check_backup(
             ));
         }
     }
-    let destination = match absolute(&backup.destination) {
-        Ok(path) => path,
-        Err(why) => return fail(why),
-    };
-    if backup.destination.contains('\'') {
-        return fail("the destination may not contain a single quote".into());
-    }
+    let destination = roots.check_backup_destination(
+        &format!("{origin}: backup.destination"),
+        &backup.destination,
+    )?;
     for p in &backup.paths {
-        let path = match absolute(p) {
-            Ok(path) => path,
-            Err(why) => return fail(why),
-        };
+        let path = roots.check_backup_source(&format!("{origin}: backup.paths"), p, app)?;
         if destination.starts_with(&path) || path.starts_with(&destination) {
             return fail(format!(
                 "the destination {} and the backed-up path {} overlap",

@@ -24,7 +24,7 @@ pub struct Service {
     #[serde(default)]
     pub writable_paths: Vec<String>,
     /// Sandboxing directives (NoNewPrivileges, ProtectSystem=strict, …).
-    #[serde(default = "defaults::yes")]
+    #[serde(default = "defaults::yes", deserialize_with = "strict::bool")]
     pub hardening: bool,
     #[serde(default = "defaults::after")]
     pub after: Vec<String>,
@@ -40,7 +40,7 @@ pub struct Site {
     pub server_name: Vec<String>,
     pub tls: Option<Tls>,
     /// With TLS: answer plain HTTP with a redirect to HTTPS.
-    #[serde(default = "defaults::yes")]
+    #[serde(default = "defaults::yes", deserialize_with = "strict::bool")]
     pub redirect_http: bool,
     #[serde(default)]
     pub listen: Listen,
@@ -237,4 +237,31 @@ pub struct Hooks {
     /// After the switch and restarts, before health checks. A failure rolls back.
     #[serde(default)]
     pub post_switch: Vec<String>,
+}
+
+/// Booleans are `true` or `false`, unquoted: `"false"` is a string, and a
+/// string where a switch is expected is an error, never a silent `true`.
+pub mod strict {
+    use serde::Deserializer;
+    use serde::de::{self, Visitor};
+
+    struct Strict;
+
+    impl<'de> Visitor<'de> for Strict {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("true or false (unquoted)")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+    }
+
+    pub fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(Strict)
+    }
+
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        bool(d).map(Some)
+    }
 }

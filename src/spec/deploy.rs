@@ -44,6 +44,7 @@ pub struct HostFile {
 #[serde(deny_unknown_fields)]
 pub struct App {
     /// `false` removes the app from this host (useful in an overlay).
+    #[serde(default, deserialize_with = "super::app::strict::option")]
     pub enabled: Option<bool>,
     /// The system user the app runs as.
     pub user: Option<String>,
@@ -69,6 +70,7 @@ pub struct App {
     /// Commands run around the switch, as the app's user.
     pub hooks: Option<Hooks>,
     /// Create `user` as a system user if it does not exist.
+    #[serde(default, deserialize_with = "super::app::strict::option")]
     pub create_user: Option<bool>,
 }
 
@@ -90,6 +92,7 @@ pub fn load(tree: &Tree, hostname: &str) -> Result<DeployInput, InvalidError> {
             file: "deploy.yaml".into(),
             message: "not found at the top of the deploy repo (check --path / `path:`)".into(),
         })?;
+    check_size("deploy.yaml", &text)?;
     let base: DeployFile = yaml::parse("deploy.yaml", &text)?;
     if base.version != VERSION {
         return Err(InvalidError::Repo {
@@ -102,12 +105,16 @@ pub fn load(tree: &Tree, hostname: &str) -> Result<DeployInput, InvalidError> {
     }
     let overlay_name = format!("hosts/{hostname}.yaml");
     let overlay: HostFile = match tree.read_text(&overlay_name)? {
-        Some(text) => yaml::parse(&overlay_name, &text)?,
+        Some(text) => {
+            check_size(&overlay_name, &text)?;
+            yaml::parse(&overlay_name, &text)?
+        }
         None => HostFile::default(),
     };
     let input = merge(base, overlay, hostname);
-    for name in input.apps.keys() {
+    for (name, app) in &input.apps {
         check_app_name(name)?;
+        super::validate::app(name, app)?;
     }
     Ok(input)
 }
@@ -165,6 +172,19 @@ fn merge_value(into: &mut serde_json::Value, from: serde_json::Value) {
         }
         (into, from) => *into = from,
     }
+}
+
+/// Largest `deploy.yaml` or overlay plumb reads.
+pub const MAX_YAML_BYTES: usize = 1 << 20;
+
+fn check_size(file: &str, text: &str) -> Result<(), InvalidError> {
+    if text.len() > MAX_YAML_BYTES {
+        return Err(InvalidError::Repo {
+            file: file.to_string(),
+            message: format!("is larger than {MAX_YAML_BYTES} bytes"),
+        });
+    }
+    Ok(())
 }
 
 /// App names become unit names and paths: keep them plain.
@@ -234,6 +254,113 @@ mod tests {
         assert_eq!(input.apps["web"].user.as_deref(), Some("www"));
         assert_eq!(input.apps["web"].source.as_deref(), Some("app"));
         assert!(!input.apps.contains_key("old"));
+    }
+
+    #[test]
+    fn a_quoted_boolean_is_an_error_not_true() {
+        for (field, yaml) in [
+            (
+                "enabled",
+                "version: 1\napps:\n  web: {enabled: \"false\"}\n",
+            ),
+            (
+                "create_user",
+                "version: 1\napps:\n  web: {user: w, create_user: \"yes\"}\n",
+            ),
+            (
+                "hardening",
+                "version: 1\napps:\n  web: {service: {command: x, hardening: \"no\"}}\n",
+            ),
+        ] {
+            let err = load(&tree(&[("deploy.yaml", yaml)]), "h")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("true or false"), "{field}: {err}");
+        }
+        let t = tree(&[(
+            "deploy.yaml",
+            "version: 1\napps:\n  web: {enabled: false}\n",
+        )]);
+        assert!(load(&t, "h").unwrap().apps.is_empty());
+    }
+
+    #[test]
+    fn every_field_that_lands_in_a_file_is_checked_and_named() {
+        let app = |body: &str| format!("version: 1\napps:\n  web:\n{body}");
+        for (body, needle) in [
+            (
+                "    service: {command: \"/bin/x\\nExecStartPre=/bin/evil\"}\n",
+                "apps.web.service.command",
+            ),
+            ("    user: root\n", "apps.web.user: root is refused"),
+            ("    user: \"-rf\"\n", "apps.web.user"),
+            (
+                "    service: {command: x, environment: {\"A B\": x}}\n",
+                "apps.web.service.environment",
+            ),
+            (
+                "    service: {command: x, restart: sometimes}\n",
+                "apps.web.service.restart",
+            ),
+            (
+                "    service: {command: x, after: [\"a;b\"]}\n",
+                "apps.web.service.after[0]",
+            ),
+            (
+                "    service: {command: x, writable_paths: [\"/var/x y\"]}\n",
+                "apps.web.service.writable_paths[0]",
+            ),
+            (
+                "    site: {server_name: [\"a.com; include /etc/shadow\"]}\n",
+                "apps.web.site.server_name[0]",
+            ),
+            (
+                "    site: {server_name: [a.com], root: \"/srv/$x\"}\n",
+                "apps.web.site.root",
+            ),
+            (
+                "    site: {server_name: [a.com], listen: {address: \"0.0.0.0; evil\"}}\n",
+                "apps.web.site.listen.address",
+            ),
+            (
+                "    site: {server_name: [a.com], proxy: [{location: \"/x {\", port: 80}]}\n",
+                "apps.web.site.proxy[0].location",
+            ),
+            (
+                "    site: {server_name: [a.com], proxy: [{location: /x, port: 0}]}\n",
+                "apps.web.site.proxy[0].port",
+            ),
+            (
+                "    site: {server_name: [a.com], tls: {certificate: \"/c\\\"\", key: /k}}\n",
+                "apps.web.site.tls.certificate",
+            ),
+            (
+                "    backup: {schedule: \"@daily\", paths: [\"/var/$(reboot)\"], destination: /var/backups/web}\n",
+                "apps.web.backup.paths[0]",
+            ),
+            (
+                "    health: [{http: \"https://127.0.0.1/\"}]\n",
+                "apps.web.health[0].http",
+            ),
+            (
+                "    health: [{tcp: \"127.0.0.1:0\"}]\n",
+                "apps.web.health[0].tcp",
+            ),
+            (
+                "    health: [{tcp: \"127.0.0.1:80\", timeout: 99999999999999999}]\n",
+                "apps.web.health[0].timeout",
+            ),
+            ("    timeout: 99999999999999999\n", "apps.web.timeout"),
+            (
+                "    hooks: {pre_switch: [\"a\\nb\"]}\n",
+                "apps.web.hooks.pre_switch[0]",
+            ),
+        ] {
+            let err = load(&tree(&[("deploy.yaml", &app(body))]), "h")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{body}: {err}");
+        }
     }
 
     #[test]

@@ -17,4 +17,5 @@ pub mod remote;
 pub mod schedule;
 pub mod settings;
 pub mod tree;
+pub mod validate;
 pub mod yaml;

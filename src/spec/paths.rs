@@ -20,8 +20,65 @@ pub struct PathError {
 /// Roots that deployed files may live under, whatever the host config adds.
 pub const DEFAULT_ROOTS: &[&str] = &["/etc/systemd/system", "/etc/nginx", "/usr/local/lib/plumb"];
 
-/// Paths that are never managed: the host config is the trust root.
-const FORBIDDEN: &[&str] = &["/etc/plumb"];
+/// Where backups may be written by default (besides the allowed roots).
+pub const BACKUP_ROOT: &str = "/var/backups";
+
+/// Paths no deploy repo may ever write, whatever the allow list says: plumb
+/// itself, and the places that hand out root (the deny list always wins).
+const DENIED: &[(&str, &str)] = &[
+    ("/etc/plumb", "plumb's own configuration"),
+    ("/run/plumb", "plumb's own runtime files"),
+    ("/etc/sudoers", "sudo's configuration"),
+    ("/etc/sudoers.d", "sudo's configuration"),
+    ("/etc/pam.d", "PAM"),
+    ("/etc/security", "PAM"),
+    ("/etc/ssh", "the ssh server's configuration"),
+    ("/etc/passwd", "the user database"),
+    ("/etc/shadow", "the user database"),
+    ("/etc/group", "the user database"),
+    ("/etc/gshadow", "the user database"),
+    ("/etc/crontab", "cron"),
+    ("/etc/cron.d", "cron"),
+    ("/etc/cron.hourly", "cron"),
+    ("/etc/cron.daily", "cron"),
+    ("/etc/cron.weekly", "cron"),
+    ("/etc/cron.monthly", "cron"),
+    ("/var/spool/cron", "cron"),
+    ("/etc/ld.so.preload", "the dynamic loader"),
+    ("/etc/ld.so.conf.d", "the dynamic loader"),
+    ("/proc", "the kernel"),
+    ("/sys", "the kernel"),
+    ("/dev", "devices"),
+    ("/boot", "the boot loader"),
+];
+
+/// Why `path` may never be written by a deploy repo, if it may not.
+fn denied(path: &Path, state_dir: &Path) -> Option<String> {
+    if path.starts_with(state_dir) {
+        return Some("is plumb's state directory".into());
+    }
+    if let Some((_, what)) = DENIED.iter().find(|(p, _)| path.starts_with(p)) {
+        return Some(format!("belongs to {what}"));
+    }
+    let components: Vec<&str> = path.iter().filter_map(|c| c.to_str()).collect();
+    if components.contains(&".ssh") || path.file_name().is_some_and(|n| n == "authorized_keys") {
+        return Some("holds ssh keys".into());
+    }
+    // plumb's own units and their drop-ins (plumb.service, plumb.timer,
+    // plumb-daemon.service.d/…), wherever systemd reads units from.
+    let unit_dir = [
+        "/etc/systemd",
+        "/run/systemd",
+        "/lib/systemd",
+        "/usr/lib/systemd",
+    ]
+    .iter()
+    .any(|d| path.starts_with(d));
+    if unit_dir && components.iter().any(|c| c.starts_with("plumb")) {
+        return Some("is one of plumb's own units".into());
+    }
+    None
+}
 
 /// App names whose `/etc/<app>` is a system directory: an app with such a
 /// name does not get its `/etc/<app>` root, so a deploy repo cannot reach
@@ -66,21 +123,24 @@ const SYSTEM_ETC: &[&str] = &[
     "ufw",
 ];
 
-/// The directories deployed files may be written under.
+/// What a deploy repo may write: an allow list of roots (the defaults,
+/// `/etc/<app>` per app, and the host config's `allow_paths`), and a deny
+/// list that always wins.
 #[derive(Debug, Clone)]
 pub struct AllowedRoots {
     roots: Vec<PathBuf>,
-    forbidden: Vec<PathBuf>,
+    state_dir: PathBuf,
 }
 
 impl AllowedRoots {
-    /// The defaults plus `extra` from the host config; `state_dir` is always forbidden.
+    /// The defaults plus `extra` from the host config.
     pub fn new(extra: &[PathBuf], state_dir: &Path) -> Self {
         let mut roots: Vec<PathBuf> = DEFAULT_ROOTS.iter().map(PathBuf::from).collect();
         roots.extend(extra.iter().cloned());
-        let mut forbidden: Vec<PathBuf> = FORBIDDEN.iter().map(PathBuf::from).collect();
-        forbidden.push(state_dir.to_path_buf());
-        AllowedRoots { roots, forbidden }
+        AllowedRoots {
+            roots,
+            state_dir: state_dir.to_path_buf(),
+        }
     }
 
     /// These roots plus `/etc/<app>` for each app.
@@ -96,27 +156,75 @@ impl AllowedRoots {
 
     /// Normalise `raw` and check it lies strictly under an allowed root.
     pub fn check(&self, origin: &str, raw: &str) -> Result<PathBuf, PathError> {
-        let fail = |reason: &str| PathError {
-            origin: origin.to_string(),
-            path: raw.to_string(),
-            reason: reason.to_string(),
-        };
-        let path = normalize(raw).map_err(fail)?;
-        if self.forbidden.iter().any(|f| path.starts_with(f)) {
-            return Err(fail("is reserved for plumb itself"));
+        self.check_within(origin, raw, &[])
+    }
+
+    /// Where a backup of `app` may be written: an allowed root, or below
+    /// `/var/backups`.
+    pub fn check_backup_destination(&self, origin: &str, raw: &str) -> Result<PathBuf, PathError> {
+        self.check_within(origin, raw, &[PathBuf::from(BACKUP_ROOT)])
+    }
+
+    /// What a backup of `app` may read (as root): its shared data, or an
+    /// allowed root.
+    pub fn check_backup_source(
+        &self,
+        origin: &str,
+        raw: &str,
+        app: &str,
+    ) -> Result<PathBuf, PathError> {
+        let shared = self.state_dir.join("shared").join(app);
+        let path = normalize(raw).map_err(|why| fail(origin, raw, why))?;
+        if path.starts_with(&shared) {
+            return Ok(path);
         }
-        if !self
+        self.check_within(origin, raw, &[])
+    }
+
+    fn check_within(
+        &self,
+        origin: &str,
+        raw: &str,
+        more: &[PathBuf],
+    ) -> Result<PathBuf, PathError> {
+        let path = normalize(raw).map_err(|why| fail(origin, raw, why))?;
+        if let Some(why) = denied(&path, &self.state_dir) {
+            return Err(fail(
+                origin,
+                raw,
+                &format!("{why}: no deploy repo may write it, whatever allow_paths says"),
+            ));
+        }
+        let inside = self
             .roots
             .iter()
-            .any(|root| path.starts_with(root) && path != *root)
-        {
-            let roots: Vec<String> = self.roots.iter().map(|r| r.display().to_string()).collect();
-            return Err(fail(&format!(
-                "is outside the allowed roots ({}); add a root to `allowed_roots` in the host config if this is intended",
-                roots.join(", ")
-            )));
+            .chain(more)
+            .any(|root| path.starts_with(root) && path != *root);
+        if !inside {
+            let roots: Vec<String> = self
+                .roots
+                .iter()
+                .chain(more)
+                .map(|r| r.display().to_string())
+                .collect();
+            return Err(fail(
+                origin,
+                raw,
+                &format!(
+                    "is outside the allowed roots ({}); add it to `allow_paths` in the host config if this is intended",
+                    roots.join(", ")
+                ),
+            ));
         }
         Ok(path)
+    }
+}
+
+fn fail(origin: &str, raw: &str, reason: &str) -> PathError {
+    PathError {
+        origin: origin.to_string(),
+        path: raw.to_string(),
+        reason: reason.to_string(),
     }
 }
 
@@ -159,6 +267,61 @@ mod tests {
         let p = roots().check("t", "/etc/nginx//conf.d/blog.conf").unwrap();
         assert_eq!(p, PathBuf::from("/etc/nginx/conf.d/blog.conf"));
         assert!(roots().check("t", "/etc/blog/config.yaml").is_ok());
+    }
+
+    #[test]
+    fn the_deny_list_wins_over_any_allowed_root() {
+        let everything = AllowedRoots::new(
+            &[PathBuf::from("/etc"), PathBuf::from("/")],
+            Path::new("/var/lib/plumb"),
+        );
+        for bad in [
+            "/etc/plumb/plumb.yaml",
+            "/etc/systemd/system/plumb.service",
+            "/etc/systemd/system/plumb.service.d/override.conf",
+            "/etc/systemd/system/plumb-daemon.service",
+            "/etc/systemd/system/timers.target.wants/plumb.timer",
+            "/etc/sudoers.d/web",
+            "/etc/pam.d/sshd",
+            "/etc/ssh/sshd_config",
+            "/root/.ssh/authorized_keys",
+            "/home/web/.ssh/config",
+            "/etc/passwd",
+            "/etc/shadow",
+            "/etc/cron.d/web",
+            "/var/spool/cron/crontabs/root",
+            "/proc/sys/kernel/x",
+            "/dev/sda",
+            "/boot/grub/grub.cfg",
+            "/var/lib/plumb/state.json",
+            "/etc/ld.so.preload",
+        ] {
+            let err = everything.check("t", bad).unwrap_err().to_string();
+            assert!(err.contains("whatever allow_paths says"), "{bad}: {err}");
+        }
+        assert!(everything.check("t", "/etc/web/config.yaml").is_ok());
+        assert!(
+            everything
+                .check("t", "/etc/systemd/system/web.service")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn backups_read_the_apps_shared_data_and_write_under_var_backups() {
+        let r = roots();
+        assert!(
+            r.check_backup_source("t", "/var/lib/plumb/shared/blog/db.sqlite", "blog")
+                .is_ok()
+        );
+        assert!(
+            r.check_backup_source("t", "/var/lib/plumb/shared/other/db", "blog")
+                .is_err()
+        );
+        assert!(r.check_backup_source("t", "/etc/shadow", "blog").is_err());
+        assert!(r.check_backup_destination("t", "/var/backups/blog").is_ok());
+        assert!(r.check_backup_destination("t", "/etc").is_err());
+        assert!(r.check_backup_destination("t", "/root/.ssh").is_err());
     }
 
     #[test]

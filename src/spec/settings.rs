@@ -29,8 +29,10 @@ pub struct HostConfig {
     pub ssh: SshConfig,
     #[serde(default)]
     pub https: HttpsConfig,
-    #[serde(default)]
-    pub allowed_roots: Vec<PathBuf>,
+    /// More roots the deploy repo may write below (opt-in; the deny list
+    /// still wins). `allowed_roots` is the old name.
+    #[serde(default, alias = "allowed_roots")]
+    pub allow_paths: Vec<PathBuf>,
     pub keep_releases: Option<usize>,
     /// `execute` or `record`; default: execute on `/`, record on a sandbox root.
     pub host_commands: Option<String>,
@@ -47,6 +49,21 @@ pub struct HostConfig {
     /// Prometheus textfile written after every run (node_exporter's
     /// textfile collector), e.g. /var/lib/node_exporter/textfile/plumb.prom.
     pub metrics_file: Option<PathBuf>,
+}
+
+/// Largest host config plumb reads.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+impl HostConfig {
+    /// Parse the host config's text (`file` names it in errors).
+    pub fn parse(file: &str, text: &str) -> Result<HostConfig, ConfigError> {
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "{file} is larger than {MAX_CONFIG_BYTES} bytes"
+            )));
+        }
+        Ok(yaml::parse::<HostConfig>(file, text)?)
+    }
 }
 
 /// The push webhook of `plumb run`.
@@ -149,7 +166,7 @@ impl Settings {
             .clone()
             .unwrap_or_else(|| paths::under(&root, Path::new(CONFIG_PATH)));
         let config = match std::fs::read_to_string(&config_path) {
-            Ok(text) => yaml::parse::<HostConfig>(&config_path.display().to_string(), &text)?,
+            Ok(text) => HostConfig::parse(&config_path.display().to_string(), &text)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && flags.config.is_none() => {
                 HostConfig::default()
             }
@@ -160,6 +177,16 @@ impl Settings {
                 });
             }
         };
+        Settings::from_config(flags, root, config_path, config)
+    }
+
+    /// Apply the flags over a parsed host config and validate the result.
+    pub fn from_config(
+        flags: &Flags,
+        root: PathBuf,
+        config_path: PathBuf,
+        config: HostConfig,
+    ) -> Result<Settings, ConfigError> {
         let url = flags
             .repo
             .clone()
@@ -192,10 +219,10 @@ impl Settings {
                 "keep_releases must be at least 2 (the current and the previous release)".into(),
             ));
         }
-        for extra in &config.allowed_roots {
+        for extra in &config.allow_paths {
             if paths::normalize(&extra.to_string_lossy()).is_err() {
                 return Err(ConfigError::Invalid(format!(
-                    "allowed_roots entry {} must be an absolute path without `..`",
+                    "allow_paths entry {} must be an absolute path without `..`",
                     extra.display()
                 )));
             }
@@ -266,7 +293,7 @@ impl Settings {
             },
             webhook: config.webhook,
             metrics_file: config.metrics_file,
-            roots: AllowedRoots::new(&config.allowed_roots, &state_dir),
+            roots: AllowedRoots::new(&config.allow_paths, &state_dir),
             root,
             remote: Remote {
                 url,

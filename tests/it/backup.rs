@@ -26,7 +26,12 @@ fn deployed(dir: &Path) -> Sandbox {
         &format!("{}{backup}{}", &yaml[..start], &yaml[end..]),
     )
     .commit("backup here");
-    let sandbox = Sandbox::new();
+    let mut sandbox = Sandbox::new();
+    // Backups read and write outside the default roots only when the host
+    // allows it.
+    let config = sandbox.root.path().join("plumb.yaml");
+    fs::write(&config, format!("allow_paths: [{d}]\n")).unwrap();
+    sandbox.config = Some(config);
     sandbox.reconcile(&repo).ok();
     sandbox
 }
@@ -176,9 +181,9 @@ fn only_the_newest_backups_are_kept_and_a_failure_leaves_nothing_partial() {
         .arg("CREATE TABLE t (id INTEGER PRIMARY KEY);"));
     let sandbox = deployed(t);
     let backup_sh = sandbox.path("/usr/local/lib/plumb/microblog/backup.sh");
+    // Three backups within the same second: none overwrites another.
     for _ in 0..3 {
         assert!(run(&backup_sh, &[]).status.success());
-        std::thread::sleep(Duration::from_millis(1100)); // backups are named by the second
     }
     let listing = || -> Vec<String> {
         fs::read_dir(t.join("backups"))
@@ -186,8 +191,11 @@ fn only_the_newest_backups_are_kept_and_a_failure_leaves_nothing_partial() {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect()
     };
-    let kept = listing().iter().filter(|n| !n.starts_with('.')).count();
-    assert_eq!(kept, 2, "keep: 2");
+    let kept: Vec<String> = listing()
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(kept.len(), 2, "keep: 2, the newest: {kept:?}");
 
     fs::write(t.join("data/app.db"), "this is not a database").unwrap();
     let out = run(&backup_sh, &[]);
@@ -217,8 +225,28 @@ fn a_backup_section_that_could_lose_data_is_refused() {
         ),
         (
             "sqlite: [DATA/app.db]",
-            "sqlite: [DATA/app.db, /srv/other/app.db]",
+            "sqlite: [DATA/app.db, DATA/other/app.db]",
             "two databases are named",
+        ),
+        (
+            "paths: [DATA/content]",
+            "paths: [DATA/content, /etc/shadow]",
+            "the user database",
+        ),
+        (
+            "destination: DEST",
+            "destination: /etc/cron.d",
+            "belongs to cron",
+        ),
+        (
+            "destination: DEST",
+            "destination: /srv/backups",
+            "outside the allowed roots",
+        ),
+        (
+            "paths: [DATA/content]",
+            "paths: [\"DATA/$(touch /tmp/pwned)\"]",
+            "apps.microblog.backup.paths[0]",
         ),
         (
             "schedule: \"0 3 * * *\"",

@@ -4,6 +4,7 @@
 mod backup;
 mod build;
 mod commands;
+mod confine;
 mod converge;
 mod crash;
 mod daemon;

@@ -219,3 +219,27 @@ fn a_host_problem_is_not_blamed_on_the_commit_and_the_next_run_needs_no_force() 
     fs::set_permissions(sandbox.root.path(), fs::Permissions::from_mode(0o755)).unwrap();
     sandbox.reconcile(&repo).ok();
 }
+
+#[test]
+fn a_template_that_would_run_for_ever_or_grow_without_end_stops_with_an_error() {
+    let started = std::time::Instant::now();
+    refused(
+        |repo| {
+            repo.write(
+                "templates/microblog-config.yaml.j2",
+                "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}\n",
+            );
+        },
+        "ran out of fuel",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    refused(
+        |repo| {
+            repo.write(
+                "templates/microblog-config.yaml.j2",
+                "{% set a = 'x' * 10000000 %}{{ a }}{{ a }}\n",
+            );
+        },
+        "the most a managed file may have is",
+    );
+}

@@ -77,11 +77,15 @@ fn rendered_units_and_timers_pass_systemd_analyze_verify() {
 #[test]
 fn a_broken_unit_is_caught_by_the_same_check() {
     // The check above can fail: a unit with a bad directive does not pass.
+    // (plumb refuses `restart: sometimes` itself: a repo's own template.)
     let repo = GitRepo::example();
-    let yaml = repo
-        .read("deploy.yaml")
-        .replace("restart: on-failure", "restart: sometimes");
-    repo.write("deploy.yaml", &yaml).commit("bad restart");
+    let template = fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/service.j2"),
+    )
+    .unwrap()
+    .replace("Restart={{ service.restart | unit }}", "Restart=sometimes");
+    repo.write("templates/service.j2", &template)
+        .commit("bad restart");
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
     let root = verify_root(&sandbox, &["microblog.service"], &["/usr/bin/python3"]);

@@ -1,0 +1,394 @@
+//! Every field of `deploy.yaml` that lands in a unit file, an nginx
+//! configuration or a shell script is checked here, at parse time, with an
+//! error naming the field: no control characters anywhere; names, paths,
+//! addresses and ports in the shape their target accepts. The templates then
+//! render each value through the escaping of its target (`render::escape`).
+//! Validation and escaping are two walls, not one: a repo's own template
+//! that forgets a filter still gets only values of a safe shape.
+
+use std::net::IpAddr;
+
+use super::app::{Backup, Health, Service, Site};
+use super::deploy::App;
+use super::paths::normalize;
+use crate::error::InvalidError;
+
+/// Characters allowed in a path that lands in a unit, an nginx config or a
+/// script: no whitespace, quotes, `$`, `%`, `\`, `;`, braces or globs.
+fn path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '@' | '+' | ',' | '=' | ':')
+}
+
+/// Longest a build step or hook may be given (`timeout:`), in seconds.
+pub const MAX_STEP_SECS: u64 = 6 * 3600;
+/// Longest a health check may keep failing (`health[].timeout`), in seconds.
+pub const MAX_HEALTH_SECS: u64 = 3600;
+
+/// A field's error, naming it as `apps.<app>.<field>`.
+struct Field<'a> {
+    app: &'a str,
+}
+
+impl Field<'_> {
+    fn fail(&self, field: &str, message: String) -> InvalidError {
+        InvalidError::Repo {
+            file: "deploy.yaml".into(),
+            message: format!("apps.{}.{field}: {message}", self.app),
+        }
+    }
+
+    /// No control characters (newlines included) in `value`.
+    fn line(&self, field: &str, value: &str) -> Result<(), InvalidError> {
+        match value.chars().find(|c| c.is_control()) {
+            Some(c) => Err(self.fail(
+                field,
+                format!(
+                    "{value:?} contains the control character {c:?}; it must be one plain line"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// An absolute path of plain characters (see `path_char`).
+    fn path(&self, field: &str, value: &str) -> Result<(), InvalidError> {
+        self.line(field, value)?;
+        normalize(value).map_err(|why| self.fail(field, format!("{value:?} {why}")))?;
+        if let Some(c) = value.chars().find(|c| !path_char(*c)) {
+            return Err(self.fail(
+                field,
+                format!(
+                    "{value:?} contains {c:?}; paths may use letters, digits and / . _ - @ + , = : only"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn port(&self, field: &str, port: u16) -> Result<(), InvalidError> {
+        if port == 0 {
+            return Err(self.fail(field, "0 is not a port; use 1-65535".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A POSIX user or group name a system account can have, never root.
+pub fn account_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
+    if !valid {
+        return Err(format!(
+            "{name:?} is not a valid user or group name (a-z, 0-9, _ and -, starting with a letter or _, at most 32)"
+        ));
+    }
+    if name == "root" {
+        return Err("root is refused: apps never run as root".into());
+    }
+    Ok(())
+}
+
+/// A systemd unit name (`network.target`, `postgresql@15-main.service`).
+fn unit_name(name: &str) -> bool {
+    const KINDS: &[&str] = &[
+        ".service",
+        ".socket",
+        ".target",
+        ".device",
+        ".mount",
+        ".automount",
+        ".swap",
+        ".timer",
+        ".path",
+        ".slice",
+        ".scope",
+    ];
+    name.len() <= 255
+        && KINDS
+            .iter()
+            .any(|k| name.ends_with(k) && name.len() > k.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '.' | '@' | '\\'))
+}
+
+/// An nginx `server_name`: a host name, `*.` or `.` wildcard prefix, or `_`.
+fn server_name(name: &str) -> bool {
+    if name == "_" {
+        return true;
+    }
+    let host = name
+        .strip_prefix("*.")
+        .or_else(|| name.strip_prefix('.'))
+        .unwrap_or(name);
+    host_name(host)
+}
+
+/// A DNS host name (letters, digits, hyphens, dots).
+fn host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// A URL path prefix for an nginx `location` (`/dashboard`, `/assets/`).
+fn location(prefix: &str) -> bool {
+    prefix.starts_with('/') && prefix.chars().all(|c| path_char(c) || c == '~')
+}
+
+/// Check every field of `app` whose value lands in a rendered file.
+pub fn app(name: &str, app: &App) -> Result<(), InvalidError> {
+    let f = Field { app: name };
+    if let Some(user) = &app.user {
+        account_name(user).map_err(|m| f.fail("user", m))?;
+    }
+    if let Some(t) = app.timeout
+        && !(1..=MAX_STEP_SECS).contains(&t)
+    {
+        return Err(f.fail(
+            "timeout",
+            format!("{t} seconds is out of range: 1 to {MAX_STEP_SECS} (6 hours)"),
+        ));
+    }
+    for (i, step) in app.build.iter().flatten().enumerate() {
+        f.line(&format!("build[{i}]"), step)?;
+    }
+    if let Some(hooks) = &app.hooks {
+        for (i, c) in hooks.pre_switch.iter().enumerate() {
+            f.line(&format!("hooks.pre_switch[{i}]"), c)?;
+        }
+        for (i, c) in hooks.post_switch.iter().enumerate() {
+            f.line(&format!("hooks.post_switch[{i}]"), c)?;
+        }
+    }
+    if let Some(service) = &app.service {
+        check_service(&f, service)?;
+    }
+    if let Some(site) = &app.site {
+        check_site(&f, site)?;
+    }
+    if let Some(backup) = &app.backup {
+        check_backup(&f, backup)?;
+    }
+    for (i, check) in app.health.iter().flatten().enumerate() {
+        check_health(&f, &format!("health[{i}]"), check)?;
+    }
+    for (i, file) in app.files.iter().flatten().enumerate() {
+        f.path(&format!("files[{i}].path"), &file.path)?;
+    }
+    Ok(())
+}
+
+fn check_service(f: &Field, s: &Service) -> Result<(), InvalidError> {
+    f.line("service.command", &s.command)?;
+    if s.command.trim().is_empty() {
+        return Err(f.fail("service.command", "is empty".into()));
+    }
+    if let Some(reload) = &s.reload {
+        f.line("service.reload", reload)?;
+    }
+    if let Some(d) = &s.description {
+        f.line("service.description", d)?;
+    }
+    for (field, value) in [("service.user", &s.user), ("service.group", &s.group)] {
+        if let Some(name) = value {
+            account_name(name).map_err(|m| f.fail(field, m))?;
+        }
+    }
+    if let Some(dir) = &s.working_directory {
+        f.path("service.working_directory", dir)?;
+    }
+    for (key, value) in &s.environment {
+        let valid = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(f.fail(
+                "service.environment",
+                format!("{key:?} is not a variable name (letters, digits and _, not starting with a digit)"),
+            ));
+        }
+        f.line(&format!("service.environment.{key}"), value)?;
+    }
+    const RESTART: &[&str] = &[
+        "no",
+        "always",
+        "on-success",
+        "on-failure",
+        "on-abnormal",
+        "on-abort",
+        "on-watchdog",
+    ];
+    if !RESTART.contains(&s.restart.as_str()) {
+        return Err(f.fail(
+            "service.restart",
+            format!("{:?} is not one of {}", s.restart, RESTART.join(", ")),
+        ));
+    }
+    for (i, path) in s.writable_paths.iter().enumerate() {
+        f.path(&format!("service.writable_paths[{i}]"), path)?;
+    }
+    for (i, unit) in s.after.iter().enumerate() {
+        if !unit_name(unit) {
+            return Err(f.fail(
+                &format!("service.after[{i}]"),
+                format!("{unit:?} is not a systemd unit name (like network-online.target)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_site(f: &Field, site: &Site) -> Result<(), InvalidError> {
+    if site.server_name.is_empty() {
+        return Err(f.fail("site.server_name", "needs at least one name".into()));
+    }
+    for (i, name) in site.server_name.iter().enumerate() {
+        if !server_name(name) {
+            return Err(f.fail(
+                &format!("site.server_name[{i}]"),
+                format!("{name:?} is not a host name (or *.example.com, or _)"),
+            ));
+        }
+    }
+    if let Some(tls) = &site.tls {
+        f.path("site.tls.certificate", &tls.certificate)?;
+        f.path("site.tls.key", &tls.key)?;
+    }
+    if !site.listen.address.is_empty() && site.listen.address.parse::<IpAddr>().is_err() {
+        return Err(f.fail(
+            "site.listen.address",
+            format!("{:?} is not an IP address", site.listen.address),
+        ));
+    }
+    f.port("site.listen.http", site.listen.http)?;
+    f.port("site.listen.https", site.listen.https)?;
+    if let Some(root) = &site.root {
+        f.path("site.root", root)?;
+    }
+    for (i, p) in site.proxy.iter().enumerate() {
+        if !location(&p.location) {
+            return Err(f.fail(
+                &format!("site.proxy[{i}].location"),
+                format!("{:?} is not a URL path prefix like /dashboard", p.location),
+            ));
+        }
+        f.port(&format!("site.proxy[{i}].port"), p.port)?;
+        if p.host.parse::<IpAddr>().is_err() && !host_name(&p.host) {
+            return Err(f.fail(
+                &format!("site.proxy[{i}].host"),
+                format!("{:?} is not a host name or an IP address", p.host),
+            ));
+        }
+    }
+    for (i, prefix) in site.immutable.iter().enumerate() {
+        if !location(prefix) {
+            return Err(f.fail(
+                &format!("site.immutable[{i}]"),
+                format!("{prefix:?} is not a URL path prefix like /assets/"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_backup(f: &Field, b: &Backup) -> Result<(), InvalidError> {
+    f.line("backup.schedule", &b.schedule)?;
+    for (i, db) in b.sqlite.iter().enumerate() {
+        f.path(&format!("backup.sqlite[{i}]"), db)?;
+    }
+    for (i, p) in b.paths.iter().enumerate() {
+        f.path(&format!("backup.paths[{i}]"), p)?;
+    }
+    f.path("backup.destination", &b.destination)?;
+    Ok(())
+}
+
+fn check_health(f: &Field, field: &str, h: &Health) -> Result<(), InvalidError> {
+    if h.timeout > MAX_HEALTH_SECS {
+        return Err(f.fail(
+            &format!("{field}.timeout"),
+            format!(
+                "{} seconds is out of range: 0 to {MAX_HEALTH_SECS}",
+                h.timeout
+            ),
+        ));
+    }
+    if !(10..=60_000).contains(&h.interval_ms) {
+        return Err(f.fail(
+            &format!("{field}.interval_ms"),
+            format!("{} is out of range: 10 to 60000", h.interval_ms),
+        ));
+    }
+    if let Some(url) = &h.http {
+        f.line(&format!("{field}.http"), url)?;
+        let parsed = url::Url::parse(url)
+            .map_err(|e| f.fail(&format!("{field}.http"), format!("{url:?}: {e}")))?;
+        if parsed.scheme() != "http" {
+            return Err(f.fail(
+                &format!("{field}.http"),
+                format!(
+                    "{url:?}: health checks speak plain HTTP to the app's own port (http://127.0.0.1:PORT/…); \
+                     for HTTPS use a `command:` check such as [curl, -fsS, URL]"
+                ),
+            ));
+        }
+        if parsed.host_str().is_none() || parsed.port() == Some(0) {
+            return Err(f.fail(
+                &format!("{field}.http"),
+                format!("{url:?} needs a host and a port in 1-65535"),
+            ));
+        }
+    }
+    if let Some(address) = &h.tcp {
+        f.line(&format!("{field}.tcp"), address)?;
+        let port = address
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .filter(|p| *p != 0);
+        if port.is_none() {
+            return Err(f.fail(
+                &format!("{field}.tcp"),
+                format!("{address:?} is not host:port with a port in 1-65535"),
+            ));
+        }
+    }
+    for (i, arg) in h.command.iter().flatten().enumerate() {
+        f.line(&format!("{field}.command[{i}]"), arg)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_paths_and_addresses_in_the_shape_their_target_accepts() {
+        assert!(account_name("microblog").is_ok());
+        for bad in ["root", "-rf", "Web", "a b", "", "x\ny", "ab$c"] {
+            assert!(account_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(unit_name("network-online.target") && unit_name("pg@15-main.service"));
+        assert!(!unit_name("x.service\nExecStart=/bin/sh") && !unit_name(".service"));
+        assert!(
+            server_name("blog.example.com") && server_name("*.example.com") && server_name("_")
+        );
+        for bad in ["a;b", "a b", "x}", "-a.com", "a..b"] {
+            assert!(!server_name(bad), "{bad:?} accepted");
+        }
+        assert!(location("/dashboard") && location("/assets/"));
+        for bad in ["dashboard", "/a b", "/a;b", "/{x}", "/\"x"] {
+            assert!(!location(bad), "{bad:?} accepted");
+        }
+    }
+}

@@ -33,6 +33,11 @@ pub mod exit {
     pub const INVALID_REPO: u8 = 9;
     /// `plumb plan`: the host would change.
     pub const CHANGES: u8 = 10;
+    /// The target commit fails the signature policy: nothing was done.
+    pub const UNTRUSTED: u8 = 11;
+    /// The target does not descend from the deployed commit (a rewind):
+    /// nothing was done.
+    pub const REWIND: u8 = 12;
 }
 
 /// Whose fault a failure is. Only the commit's quarantines it.
@@ -59,6 +64,8 @@ pub enum Error {
     Invalid(#[from] InvalidError),
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),
+    #[error("{0}")]
+    Untrusted(crate::source::trust::Untrusted),
     #[error(transparent)]
     Apply(#[from] ApplyError),
     #[error("state file {path}: {message}")]
@@ -119,6 +126,9 @@ impl Error {
             Error::Lock(LockError::Io { .. }) => exit::APPLY,
             Error::Fetch(_) => exit::FETCH,
             Error::Invalid(_) | Error::Plan(_) => exit::INVALID,
+            Error::Untrusted(crate::source::trust::Untrusted::Rewind { .. }) => exit::REWIND,
+            Error::Untrusted(crate::source::trust::Untrusted::Signature { .. }) => exit::UNTRUSTED,
+            Error::Untrusted(crate::source::trust::Untrusted::Range { .. }) => exit::FETCH,
             Error::Apply(_) => exit::APPLY,
             Error::State { .. } => exit::INTERNAL,
             Error::Refused {

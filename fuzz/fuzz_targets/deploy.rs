@@ -11,6 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use plumb::render::{self, HostFacts};
 use plumb::spec::deploy;
 use plumb::spec::paths::AllowedRoots;
+use plumb::spec::settings::Limits;
 use plumb::spec::tree::{Entry, Tree};
 
 fn file(bytes: &[u8]) -> Entry {
@@ -42,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
         state_dir: Path::new("/var/lib/plumb"),
         roots: &roots,
         app_trees: &BTreeMap::new(),
+        limits: &Limits::default(),
     };
     let _ = render::render(&tree, &input, &facts);
 });

@@ -99,6 +99,7 @@ impl Executor<'_> {
             .chain(store.state.started_on.values().map(String::as_str))
             .collect();
         let pruned = release::prune(self.host, self.layout, self.keep_releases, &keep)?;
+        super::secrets::prune(self.host, self.layout);
         Ok(Ok(Outcome {
             release: plan.release.clone(),
             host_calls: calls,
@@ -246,7 +247,10 @@ impl<'a, 'b> Steps<'a, 'b> {
             Action::Switch(Some(id)) => release::switch(host, layout, id),
             Action::Switch(None) => remove_if_present(host, &layout.current()),
             Action::Link(path) => link(host, &files.real(&layout.link_target(path)), path),
-            Action::Unlink(path) => remove_if_present(host, path),
+            Action::Unlink(path) => host
+                .files()
+                .remove_link(path)
+                .map_err(ApplyError::io("remove", path)),
             Action::ValidateNginx => {
                 self.calls += 1;
                 host.services().nginx_test().map_err(|e| {
@@ -423,48 +427,9 @@ pub(crate) fn remove_if_present(host: &dyn Host, path: &Path) -> Result<(), Appl
     }
 }
 
-/// Point `path` at `target` atomically: a temporary link renamed over it.
+/// Point `path` at `target` atomically, never through a linked directory.
 fn link(host: &dyn Host, target: &Path, path: &Path) -> Result<(), ApplyError> {
-    let files = host.files();
-    let dir = path.parent().expect("managed paths are never /");
-    files
-        .create_dir_all(dir)
-        .map_err(ApplyError::io("create", dir))?;
-    let name = path
-        .file_name()
-        .expect("managed paths have a name")
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.plumb-tmp"));
-    // A leftover of an interrupted run is a symlink; anything else is not ours.
-    if files.read_link(&tmp).is_ok() {
-        remove_if_present(host, &tmp)?;
-    }
-    files
-        .symlink(target, &tmp)
-        .map_err(ApplyError::io("symlink", &tmp))?;
-    files
-        .rename(&tmp, path)
-        .map_err(ApplyError::io("rename", path))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::host::ProcessError;
-
-    #[test]
-    fn a_missing_certificate_is_the_hosts_problem_and_a_bad_directive_the_commits() {
-        let nginx = |output: &str| ProcessError::Exit {
-            command: "nginx -t -q".into(),
-            code: 1,
-            output: output.into(),
-        };
-        assert!(missing_certificate(&nginx(
-            "nginx: [emerg] cannot load certificate \"/etc/letsencrypt/live/blog/fullchain.pem\": \
-             BIO_new_file() failed (SSL: error:80000002:system library::No such file or directory)"
-        )));
-        assert!(!missing_certificate(&nginx(
-            "nginx: [emerg] unknown directive \"bogus_directive\" in /etc/nginx/conf.d/blog.conf:12"
-        )));
-    }
+    host.files()
+        .place_link(target, path)
+        .map_err(ApplyError::io("link", path))
 }

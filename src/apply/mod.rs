@@ -12,6 +12,7 @@ pub mod journal;
 pub mod observe;
 pub mod record;
 pub mod release;
+pub mod secrets;
 
 pub use executor::{Executor, Failure, Outcome};
 pub use record::StateStore;

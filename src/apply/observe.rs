@@ -35,6 +35,8 @@ pub enum Drift {
     Inactive { unit: String },
     /// A unit that should run has failed.
     Failed { unit: String },
+    /// The release's secrets are gone from tmpfs (after a reboot).
+    Secrets { release: String },
     /// `current` is not the release state.json records, or a run was interrupted.
     Current { detail: String },
 }
@@ -46,6 +48,9 @@ impl std::fmt::Display for Drift {
             Drift::Modified { path } => write!(f, "{path}: modified since the release was written"),
             Drift::Inactive { unit } => write!(f, "{unit}: should be running but is not"),
             Drift::Failed { unit } => write!(f, "{unit}: failed"),
+            Drift::Secrets { release } => {
+                write!(f, "the secrets of release {release} are not in place")
+            }
             Drift::Current { detail } => write!(f, "{detail}"),
         }
     }
@@ -149,6 +154,11 @@ pub fn detect(host: &dyn Host, layout: &Layout, state: &State, depth: Depth) -> 
     };
     for path in tampered(host, layout, &info, depth) {
         found.push(Drift::Modified { path });
+    }
+    if !super::secrets::present(host, &info.id, &info.secrets) {
+        found.push(Drift::Secrets {
+            release: info.id.clone(),
+        });
     }
     let (inactive, failed) = unit_states(host, &info.units);
     found.extend(inactive.into_iter().map(|unit| Drift::Inactive { unit }));

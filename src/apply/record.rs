@@ -89,6 +89,22 @@ impl StateStore {
             release,
             result: result.to_string(),
             trigger: trigger.to_string(),
+            reason: None,
         });
+    }
+
+    /// Add a line of history saying why the run did not deploy.
+    pub fn event_with(
+        &mut self,
+        commit: &str,
+        release: Option<String>,
+        result: &str,
+        trigger: &str,
+        reason: &str,
+    ) {
+        self.event(commit, release, result, trigger);
+        if let Some(last) = self.state.history.last_mut() {
+            last.reason = Some(reason.to_string());
+        }
     }
 }

@@ -66,6 +66,8 @@ pub struct Source<'a> {
     pub previous: Option<&'a ReleaseInfo>,
     /// Files of the previous release changed by hand: never reused.
     pub tampered: &'a BTreeSet<String>,
+    /// How to read the commit's secrets.
+    pub keys: &'a super::secrets::Keys,
 }
 
 /// Write release `id`: every file, the apps completed (shared data links,
@@ -92,7 +94,7 @@ pub fn build(
     files
         .create_dir_all(&tmp)
         .map_err(ApplyError::io("create", &tmp))?;
-    let result = write_all(host, layout, &tmp, source);
+    let result = write_all(host, layout, &tmp, id, source);
     let mut info = match result {
         Ok(info) => info,
         Err(error) => {
@@ -124,6 +126,7 @@ fn write_all(
     host: &dyn Host,
     layout: &Layout,
     tmp: &Path,
+    id: &str,
     source: &Source,
 ) -> Result<ReleaseInfo, ApplyError> {
     let files = host.files();
@@ -193,6 +196,10 @@ fn write_all(
     }
     let completed = super::appdir::complete(host, layout, tmp, source)?;
     info.outputs = completed;
+    if !source.desired.secrets.is_empty() {
+        super::secrets::materialize(host, id, &source.desired.secrets, source.keys)?;
+        super::secrets::link_into(host, tmp, id)?;
+    }
     Ok(info)
 }
 

@@ -121,6 +121,7 @@ fn deploy(
             planned: &planned,
             previous: observed.current.as_ref(),
             tampered: &observed.tampered,
+            keys: &super::secrets::Keys::Placeholders,
         };
         Target {
             info: release::build(host, &layout, &id, &source)?,

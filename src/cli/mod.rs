@@ -63,6 +63,10 @@ pub enum Command {
         /// Wait for the lock instead of failing when another run holds it.
         #[arg(long)]
         wait: bool,
+        /// Deploy the target even if it does not descend from the deployed
+        /// commit (the branch was rewound on purpose). This run only.
+        #[arg(long)]
+        allow_rewind: bool,
     },
     /// Daemon: reconcile on the schedule, on SIGHUP and on webhooks; SIGTERM stops it.
     Run,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use sha2::Digest;
 
 use crate::apply::observe::{self, Depth};
+use crate::apply::secrets::{self, Keys};
 use crate::apply::{Executor, Failure, Outcome, StateStore, release};
 use crate::error::{ApplyError, Blame, Error};
 use crate::host::Host;
@@ -29,7 +30,7 @@ pub fn render_commit(
     mirror: &Mirror,
     commit: &str,
 ) -> Result<Desired, Error> {
-    let tree = mirror.tree(commit, &settings.subpath)?;
+    let tree = mirror.tree(commit, &settings.subpath, &settings.limits)?;
     let input = deploy::load(&tree, &settings.hostname)?;
     let mirrors = host.files().real(&settings.layout.app_mirrors());
     let app_trees = fetch_app_trees(settings, &input, &mirrors)?;
@@ -40,6 +41,7 @@ pub fn render_commit(
         state_dir: &settings.layout.state_dir,
         roots: &settings.roots,
         app_trees: &app_trees,
+        limits: &settings.limits,
     };
     Ok(render::render(&tree, &input, &facts)?)
 }
@@ -67,7 +69,7 @@ pub fn fetch_app_trees(
             remote.token_file = None;
         }
         let commit = mirror.pinned(&remote, &git.rev)?;
-        trees.insert(name.clone(), mirror.tree(&commit, "")?);
+        trees.insert(name.clone(), mirror.tree(&commit, "", &settings.limits)?);
     }
     Ok(trees)
 }
@@ -91,10 +93,19 @@ pub fn prepare(
         fingerprint: desired.fingerprint.clone(),
     };
     let target = match &observed.current {
-        Some(current) if !plan::needs_release(&planned, &observed) => Target {
-            info: current.clone(),
-            new: false,
-        },
+        Some(current) if !plan::needs_release(&planned, &observed) => {
+            // After a reboot, tmpfs lost the release's secrets: put them back.
+            if !dry_run && !secrets::present(host, &current.id, &current.secrets) {
+                let keys = keys(settings, host, desired)
+                    .map_err(|cause| refused(host, store, &desired.commit, cause, trigger))?;
+                secrets::materialize(host, &current.id, &desired.secrets, &keys)
+                    .map_err(|cause| refused(host, store, &desired.commit, cause, trigger))?;
+            }
+            Target {
+                info: current.clone(),
+                new: false,
+            }
+        }
         _ if dry_run => Target {
             info: planned,
             new: true,
@@ -145,15 +156,53 @@ fn build(
                     })?;
             }
         }
+        let keys = keys(settings, host, desired)?;
         let source = release::Source {
             desired,
             planned,
             previous: observed.current.as_ref(),
             tampered: &observed.tampered,
+            keys: &keys,
         };
         release::build(host, layout, &id, &source)
     })();
     result.map_err(|cause| refused(host, store, &desired.commit, cause, trigger))
+}
+
+/// The host's age identity, when the commit has secrets. A sandbox without
+/// one decrypts nothing and writes placeholders (saying so); a real host
+/// without one cannot deploy secrets: the host's problem, not the commit's.
+fn keys(settings: &Settings, host: &dyn Host, desired: &Desired) -> Result<Keys, ApplyError> {
+    if desired.secrets.is_empty() {
+        return Ok(Keys::Placeholders);
+    }
+    let path = &settings.trust.age_identity;
+    let host_problem = |message: String| ApplyError::Step {
+        step: "read the host's age identity".into(),
+        blame: Blame::Host,
+        source: Box::new(crate::host::ProcessError::User {
+            user: "root".into(),
+            problem: message,
+        }),
+    };
+    if !path.exists() && settings.record {
+        ui::warn(&format!(
+            "no age identity at {}: secrets are placeholders in this sandbox",
+            path.display()
+        ));
+        return Ok(Keys::Placeholders);
+    }
+    let _ = host;
+    crate::spec::settings::check_trusted_file(path).map_err(|e| host_problem(e.to_string()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        host_problem(format!(
+            "cannot read the age identity {}: {e}; create one with `age-keygen -o {}` (root-only) \
+             and encrypt the repo's secrets to its public key",
+            path.display(),
+            path.display()
+        ))
+    })?;
+    Keys::parse(&text).map_err(host_problem)
 }
 
 /// Record a commit refused before its plan ran, and make the error.
@@ -254,6 +303,14 @@ pub fn print_changes(plan: &Plan) {
             Change::Removed => "- removed",
         };
         ui::line(format_args!("  {mark} {}", path.display()));
+    }
+    for (key, change) in &plan.secrets {
+        let what = match change {
+            Change::Created => "+ secret {key} added",
+            Change::Changed => "~ secret {key} changed",
+            Change::Removed => "- secret {key} removed",
+        };
+        ui::line(format_args!("  {}", what.replace("{key}", key)));
     }
 }
 

@@ -9,6 +9,7 @@ pub mod releases;
 pub mod rollback;
 pub mod run;
 pub mod status;
+mod trust;
 pub mod validate;
 
 use crate::cli::{Cli, Command, Common};
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         flags.repo.get_or_insert_with(|| ".".into());
     }
     let settings = Settings::resolve(&flags)?;
+    trust::check_files(&settings)?;
     crate::source::prepare(&settings.remote);
     let host = host_for(&settings);
     #[cfg(feature = "fault-injection")]
@@ -62,6 +64,7 @@ fn dispatch(
             dry_run,
             force,
             wait,
+            allow_rewind,
         } => {
             // `plumb run` says why it started this run; systemd sets
             // INVOCATION_ID for the runs of plumb.service (the timer).
@@ -74,6 +77,7 @@ fn dispatch(
                 dry_run,
                 force,
                 wait,
+                allow_rewind,
                 trigger,
             };
             reconcile::run_with_metrics(settings, host, &options)

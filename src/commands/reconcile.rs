@@ -19,6 +19,8 @@ pub struct Options {
     pub dry_run: bool,
     pub force: bool,
     pub wait: bool,
+    /// Accept a target that does not descend from the deployed commit.
+    pub allow_rewind: bool,
     /// What started the run, for the history and `status`.
     pub trigger: String,
 }
@@ -71,6 +73,7 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
         };
         ui::line(journal::resume(&exec, unfinished, how, &mut store)?);
     }
+    verify(settings, host, &mirror, &mut store, &commit, options)?;
     if !options.force {
         if let Some(q) = store.state.quarantined(&commit).cloned() {
             // Stay on the current release, but keep it whole.
@@ -156,6 +159,65 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
     }
     ui::line(deploy::summary(&plan, &outcome));
     Ok(exit::OK)
+}
+
+/// The trust checks, before anything is rendered: the target descends from
+/// the deployed commit (found in the live release when state.json is gone),
+/// and every commit between them is signed by a trusted key. A refusal is
+/// recorded with its reason and changes nothing else.
+fn verify(
+    settings: &Settings,
+    host: &dyn Host,
+    mirror: &Mirror,
+    store: &mut StateStore,
+    commit: &str,
+    options: &Options,
+) -> Result<(), Error> {
+    let deployed = store
+        .state
+        .deployed
+        .as_ref()
+        .map(|d| d.commit.clone())
+        .or_else(|| observe::current(host, &settings.layout).map(|info| info.commit));
+    let policy = super::trust::policy(settings)?;
+    let checked = || -> Result<(), crate::source::trust::Untrusted> {
+        if let Some(deployed) = &deployed
+            && !options.allow_rewind
+        {
+            mirror.check_ancestry(deployed, commit)?;
+        }
+        if policy.enforced() {
+            let signed = mirror.verify_range(deployed.as_deref(), commit, &policy)?;
+            if let Some((_, last)) = signed.last() {
+                tracing::info!(
+                    "{} commit(s) verified; the target is signed by {} ({})",
+                    signed.len(),
+                    last.signer,
+                    last.fingerprint
+                );
+            }
+        }
+        Ok(())
+    };
+    checked().map_err(|untrusted| {
+        let result = match untrusted {
+            crate::source::trust::Untrusted::Rewind { .. } => "refused: rewind",
+            _ => "refused: untrusted",
+        };
+        if !options.dry_run {
+            store.event_with(
+                commit,
+                None,
+                result,
+                &options.trigger,
+                &untrusted.to_string(),
+            );
+            if let Err(e) = store.save(host) {
+                ui::warn(&format!("cannot record the refusal: {e}"));
+            }
+        }
+        Error::Untrusted(untrusted)
+    })
 }
 
 /// Repair drift of the current release (missing links, stopped units)

@@ -76,6 +76,9 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool, verify: bool) -> Re
             run.result,
             short(&run.commit)
         ));
+        if let Some(reason) = &run.reason {
+            ui::out(format_args!("  because: {reason}"));
+        }
     }
     if let Some(next) = &status.next_run {
         ui::out(format_args!("next run: {next} (plumb run)"));

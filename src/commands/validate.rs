@@ -85,6 +85,7 @@ fn check_host(settings: &Settings, tree: &Tree, host: &str) -> Found {
                 state_dir: &settings.layout.state_dir,
                 roots: &settings.roots,
                 app_trees: &app_trees,
+                limits: &settings.limits,
             };
             Ok(render::render(tree, &input, &facts)?)
         });

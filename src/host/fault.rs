@@ -93,6 +93,14 @@ impl<H: Host> Files for KillAt<H> {
         self.step();
         self.inner.files().write_stream(path, from, mode)
     }
+    fn place_link(&self, target: &Path, path: &Path) -> io::Result<()> {
+        self.step();
+        self.inner.files().place_link(target, path)
+    }
+    fn remove_link(&self, path: &Path) -> io::Result<()> {
+        self.step();
+        self.inner.files().remove_link(path)
+    }
     fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.step();
         self.inner.files().hard_link(from, to)

@@ -104,6 +104,31 @@ impl Files for RealFiles {
         file.set_permissions(fs::Permissions::from_mode(mode))
     }
 
+    fn place_link(&self, target: &Path, path: &Path) -> io::Result<()> {
+        let (dir, name) = split(path)?;
+        let fd = tree_ops::open_dir_beneath(&self.root, dir, true)?;
+        tree_ops::place_link(&fd, name, target)
+    }
+
+    fn remove_link(&self, path: &Path) -> io::Result<()> {
+        let (dir, name) = split(path)?;
+        // Not there, or behind a linked directory plumb never writes through:
+        // then it was never plumb's link.
+        match tree_ops::open_dir_beneath(&self.root, dir, false)
+            .and_then(|fd| tree_ops::remove_entry(&fd, name))
+        {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
         fs::hard_link(self.real(from), self.real(to))
     }
@@ -184,4 +209,15 @@ fn create_new(path: &Path, mode: u32) -> io::Result<File> {
         .mode(mode)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
+}
+
+/// The directory and the name of a host path.
+fn split(path: &Path) -> io::Result<(&Path, &std::ffi::OsStr)> {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => Ok((dir.strip_prefix("/").unwrap_or(dir), name)),
+        _ => Err(io::Error::other(format!(
+            "{} has no parent",
+            path.display()
+        ))),
+    }
 }

@@ -291,6 +291,20 @@ impl MemoryHost {
     }
 }
 
+impl MemoryHost {
+    /// Refuse a directory path with a symlink among its components.
+    fn no_link_on_the_way(&self, dir: &Path) -> io::Result<()> {
+        let mut at = PathBuf::from("/");
+        for part in clean(dir).components().skip(1) {
+            at.push(part);
+            if let Some(Node::Link(_)) = self.mem.borrow().nodes.get(&at) {
+                return Err(io::Error::other(format!("{} is a symlink", at.display())));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn new_file(mem: &mut Mem, bytes: Vec<u8>, mode: u32) -> Node {
     mem.next_ino += 1;
     mem.clock += 1;
@@ -452,6 +466,29 @@ impl Files for MemoryHost {
         let mut bytes = Vec::new();
         from.read_to_end(&mut bytes)?;
         self.write_new(path, &bytes, mode)
+    }
+
+    fn place_link(&self, target: &Path, path: &Path) -> io::Result<()> {
+        let dir = path.parent().ok_or_else(|| not_found(path))?;
+        self.no_link_on_the_way(dir)?;
+        self.create_dir_all(dir)?;
+        let tmp = dir.join(format!(
+            ".{}.plumb-tmp",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        if self.read_link(&tmp).is_ok() {
+            self.remove_file(&tmp)?;
+        }
+        self.symlink(target, &tmp)?;
+        self.rename(&tmp, path)
+    }
+
+    fn remove_link(&self, path: &Path) -> io::Result<()> {
+        self.no_link_on_the_way(path.parent().ok_or_else(|| not_found(path))?)?;
+        match self.remove_file(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
     }
 
     fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -110,6 +110,13 @@ pub trait Files {
         self.rename(&tmp, path)?;
         self.sync(path.parent().unwrap_or(Path::new("/")))
     }
+    /// Point the link at `path` to `target` atomically (a temporary link
+    /// renamed over it), creating missing directories. No directory on the
+    /// way may be a symlink: a managed path never leads outside its root.
+    fn place_link(&self, target: &Path, path: &Path) -> io::Result<()>;
+    /// Remove the link (or file) at `path` through the same walk; a path
+    /// that is not there is not an error.
+    fn remove_link(&self, path: &Path) -> io::Result<()>;
     /// A second name for a file (same inode, same bytes and times).
     fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Create a symlink at `path` pointing to `target` (taken literally).

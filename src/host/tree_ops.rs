@@ -121,3 +121,68 @@ pub fn copy_tree(from: &Path, to: &Path, hard_link: bool) -> io::Result<()> {
         fs::copy(from, to).map(drop)
     }
 }
+
+/// Open the directory `dir` (relative to `root`) one component at a time,
+/// never following a symlink, creating missing components when `create`. A
+/// directory on the way that is a link — `/etc/nginx/evil -> /elsewhere` —
+/// could lead a managed path outside the allowed roots: it is refused.
+pub fn open_dir_beneath(root: &Path, dir: &Path, create: bool) -> io::Result<OwnedFd> {
+    let mut fd = openat(
+        CWD,
+        root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut walked = root.to_path_buf();
+    for part in dir.components() {
+        let std::path::Component::Normal(name) = part else {
+            continue;
+        };
+        walked.push(name);
+        match fstatat(&fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) if kind(&stat) == SFlag::S_IFLNK => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!(
+                        "{} is a symlink: plumb does not write through links (one could lead outside the allowed roots); replace it with a directory",
+                        walked.display()
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(nix::errno::Errno::ENOENT) if create => {
+                nix::sys::stat::mkdirat(&fd, name, Mode::from_bits_truncate(0o755))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // O_NOFOLLOW: a link swapped in since the check fails here.
+        fd = openat(
+            &fd,
+            name,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+    }
+    Ok(fd)
+}
+
+/// Point the link `name` in `dir` at `target` atomically: a temporary link
+/// renamed over it.
+pub fn place_link(dir: &OwnedFd, name: &std::ffi::OsStr, target: &Path) -> io::Result<()> {
+    let tmp = format!(".{}.plumb-tmp", name.to_string_lossy());
+    // A leftover of an interrupted run is a link; anything else is not ours.
+    if let Ok(stat) = fstatat(dir, tmp.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+        && kind(&stat) == SFlag::S_IFLNK
+    {
+        nix::unistd::unlinkat(dir, tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)?;
+    }
+    nix::unistd::symlinkat(target, dir, tmp.as_str())?;
+    nix::fcntl::renameat(dir, tmp.as_str(), dir, name)?;
+    Ok(())
+}
+
+/// Remove the entry `name` of `dir` (not a directory).
+pub fn remove_entry(dir: &OwnedFd, name: &std::ffi::OsStr) -> io::Result<()> {
+    nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir)?;
+    Ok(())
+}

@@ -62,6 +62,9 @@ pub struct Plan {
     pub previous_commit: Option<String>,
     /// Managed files that change, for the report.
     pub changes: Vec<(PathBuf, Change)>,
+    /// Secrets that change (`<app>/<name>`): named, never shown.
+    #[serde(default)]
+    pub secrets: Vec<(String, Change)>,
     pub actions: Vec<Action>,
     /// Undo of the steps before `Commit`.
     pub abort: Vec<Action>,
@@ -186,6 +189,20 @@ pub fn plan(
     }
     actions.push(Action::Record(StateChange::Owned(owned_after)));
 
+    let before_secrets = observed.current.as_ref().map(|c| &c.secrets);
+    let mut secrets = Vec::new();
+    for (key, entry) in &info.secrets {
+        match before_secrets.and_then(|b| b.get(key)) {
+            None => secrets.push((key.clone(), Change::Created)),
+            Some(old) if old != entry => secrets.push((key.clone(), Change::Changed)),
+            _ => {}
+        }
+    }
+    for key in before_secrets.into_iter().flat_map(|b| b.keys()) {
+        if !info.secrets.contains_key(key) {
+            secrets.push((key.clone(), Change::Removed));
+        }
+    }
     let abort = undo::abort(target, observed, &links, switching);
     let rollback = undo::rollback(observed, &links, &units, &abort, before);
     Ok(Plan {
@@ -197,6 +214,7 @@ pub fn plan(
         previous,
         previous_commit: observed.deployed.as_ref().map(|d| d.commit.clone()),
         changes: links.changes,
+        secrets,
         actions,
         abort,
         rollback,

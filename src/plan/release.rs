@@ -42,6 +42,18 @@ pub struct ReleaseInfo {
     /// Files the builds produced, with their hashes (mode `built`).
     #[serde(default)]
     pub outputs: BTreeMap<String, FileEntry>,
+    /// Secrets by `<app>/<name>`: the hash of their *ciphertext* (never of
+    /// the plaintext), owner and mode. The plaintext lives on tmpfs only.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretEntry>,
+}
+
+/// A secret of a release, as far as a release may say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretEntry {
+    pub sha256: String,
+    pub owner: String,
+    pub mode: String,
 }
 
 /// One file of a release.
@@ -117,12 +129,17 @@ pub enum Trigger {
     File(PathBuf),
     /// The app's release directory (its source and build).
     App(String),
+    /// A secret, by `<app>/<name>`.
+    Secret(String),
 }
 
 impl Trigger {
     pub fn parse(text: &str) -> Option<Trigger> {
         if let Some(path) = text.strip_prefix("files/") {
             return Some(Trigger::File(Path::new("/").join(path)));
+        }
+        if let Some(secret) = text.strip_prefix("secret/") {
+            return Some(Trigger::Secret(secret.to_string()));
         }
         let app = text.strip_prefix("app/")?.trim_end_matches('/');
         Some(Trigger::App(app.to_string()))
@@ -134,6 +151,7 @@ impl fmt::Display for Trigger {
         match self {
             Trigger::File(path) => write!(f, "files/{}", relative(path).display()),
             Trigger::App(app) => write!(f, "app/{app}/"),
+            Trigger::Secret(secret) => write!(f, "secret/{secret}"),
         }
     }
 }
@@ -175,6 +193,7 @@ impl ReleaseInfo {
     pub fn same_content(&self, other: &ReleaseInfo) -> bool {
         self.builds == other.builds
             && self.units == other.units
+            && self.secrets == other.secrets
             && self.manifest.len() == other.manifest.len()
             && self
                 .manifest
@@ -208,6 +227,18 @@ pub fn planned(desired: &Desired, id: &str) -> ReleaseInfo {
             .map(|(app, b)| (app.clone(), b.key.clone()))
             .collect(),
         outputs: BTreeMap::new(),
+        secrets: desired
+            .secrets
+            .iter()
+            .map(|(key, s)| {
+                let entry = SecretEntry {
+                    sha256: sha256(&s.ciphertext),
+                    owner: s.owner.clone(),
+                    mode: format!("{:04o}", s.mode),
+                };
+                (key.clone(), entry)
+            })
+            .collect(),
     }
 }
 
@@ -259,7 +290,11 @@ mod tests {
         }
         assert_eq!(Key::parse("files/etc/x"), Some(Key::File("/etc/x".into())));
         assert_eq!(Key::parse("release.json"), None);
-        for text in ["files/etc/blog/config.yaml", "app/blog/"] {
+        for text in [
+            "files/etc/blog/config.yaml",
+            "app/blog/",
+            "secret/blog/htpasswd",
+        ] {
             assert_eq!(Trigger::parse(text).unwrap().to_string(), text);
         }
     }

@@ -65,6 +65,9 @@ pub struct Event {
     /// What started the run: manual, timer, schedule, webhook, signal, …
     #[serde(default)]
     pub trigger: String,
+    /// Why the run did not deploy (refusals, failures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A change to the state, made by a step of a plan.

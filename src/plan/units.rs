@@ -108,10 +108,25 @@ fn restart_step(
                         .iter()
                         .any(|k| k.starts_with(&format!("app/{app}/")))
             }
-            Trigger::File(_) => false,
+            Trigger::File(_) | Trigger::Secret(_) => false,
         });
     if app_changed {
         return restart("app release changed".into());
+    }
+    let secrets: Vec<&str> = triggers
+        .iter()
+        .filter_map(|t| match t {
+            Trigger::Secret(key)
+                if switching
+                    && target.secrets.get(key) != current.and_then(|c| c.secrets.get(key)) =>
+            {
+                Some(key.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    if !secrets.is_empty() {
+        return restart(format!("secret {} changed", secrets.join(", ")));
     }
     let config: Vec<String> = triggers
         .iter()

@@ -36,6 +36,19 @@ pub struct Desired {
     pub hooks: Vec<Hook>,
     /// System users to create if missing.
     pub users: BTreeSet<String>,
+    /// Secrets, still encrypted, by `<app>/<name>`.
+    pub secrets: BTreeMap<String, DesiredSecret>,
+}
+
+/// A secret as the commit holds it: encrypted to the host with age.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredSecret {
+    pub app: String,
+    pub name: String,
+    pub ciphertext: Vec<u8>,
+    /// Who may read the plaintext, and with which mode.
+    pub owner: String,
+    pub mode: u32,
 }
 
 /// How an app's release directory is completed.

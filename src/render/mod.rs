@@ -11,8 +11,9 @@ use crate::error::InvalidError;
 use crate::spec::deploy::{App, DeployInput, FileSpec};
 use crate::spec::paths::AllowedRoots;
 use crate::spec::schedule;
+use crate::spec::settings::Limits;
 use crate::spec::tree::Tree;
-use desired::{AppBuild, Desired, DesiredFile, Hook, SourceFile};
+use desired::{AppBuild, Desired, DesiredFile, DesiredSecret, Hook, SourceFile};
 
 pub mod desired;
 mod env;
@@ -23,12 +24,6 @@ pub mod templates;
 use env::{environment, render_named};
 use parts::{build_key, check_backup, health_check, shared_paths};
 
-/// Most managed files one host may have.
-pub const MAX_FILES: usize = 20_000;
-/// Largest rendered file.
-pub const MAX_FILE_BYTES: usize = 16 << 20;
-/// Most bytes all rendered files of a host may add up to.
-pub const MAX_RENDERED_BYTES: usize = 256 << 20;
 /// Template instructions one file's rendering may execute.
 pub const FUEL: u64 = 10_000_000;
 
@@ -42,6 +37,7 @@ pub struct HostFacts<'a> {
     pub roots: &'a AllowedRoots,
     /// Trees of apps whose source is another git repository, by app name.
     pub app_trees: &'a BTreeMap<String, Tree>,
+    pub limits: &'a Limits,
 }
 
 /// Render every app and file of `input` into the desired state.
@@ -59,6 +55,7 @@ pub fn render(
             ..Desired::default()
         },
         roots,
+        limits: *facts.limits,
         bytes: 0,
     };
     for (name, app) in &input.apps {
@@ -74,6 +71,7 @@ pub fn render(
 struct Output {
     desired: Desired,
     roots: AllowedRoots,
+    limits: Limits,
     /// Bytes rendered so far.
     bytes: usize,
 }
@@ -92,16 +90,25 @@ impl Output {
             file: origin.to_string(),
             message,
         };
-        if bytes.len() > MAX_FILE_BYTES {
+        let max = self.limits;
+        if bytes.len() > max.max_file_bytes {
             return Err(limit(format!(
-                "{} would be {} bytes; the most a managed file may have is {MAX_FILE_BYTES}",
+                "{} would be {} bytes; the most a managed file may have is {} (limits.max_file_bytes)",
                 path.display(),
-                bytes.len()
+                bytes.len(),
+                max.max_file_bytes
             )));
         }
-        if self.bytes > MAX_RENDERED_BYTES || self.desired.files.len() >= MAX_FILES {
+        if self.desired.files.len() >= max.max_files {
             return Err(limit(format!(
-                "more than {MAX_FILES} managed files or {MAX_RENDERED_BYTES} bytes for one host"
+                "more than {} managed files for one host (limits.max_files)",
+                max.max_files
+            )));
+        }
+        if self.bytes > max.max_rendered_bytes {
+            return Err(limit(format!(
+                "more than {} rendered bytes for one host (limits.max_rendered_bytes)",
+                max.max_rendered_bytes
             )));
         }
         let file = DesiredFile {
@@ -149,11 +156,23 @@ fn render_app(
 ) -> Result<(), InvalidError> {
     let app_value = Value::from(Serde(app));
     let state = facts.state_dir.display();
+    let secret_paths: BTreeMap<&str, String> = app
+        .secrets
+        .iter()
+        .flatten()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                format!("{state}/current/secrets/{name}/{}", s.name),
+            )
+        })
+        .collect();
     let app_ctx = context! {
         name => name,
         user => app.user.clone(),
         dir => format!("{state}/current/app/{name}"),
         shared => format!("{state}/shared/{name}"),
+        secrets => secret_paths,
         ..app_value
     };
     let origin = format!("deploy.yaml: app {name}");
@@ -263,6 +282,35 @@ fn render_app(
             file: origin,
             message: "`build` and `shared` need a `source` directory".into(),
         });
+    }
+    for secret in app.secrets.iter().flatten() {
+        let ciphertext = tree
+            .read(&secret.source)?
+            .map(|(bytes, _)| bytes.to_vec())
+            .ok_or_else(|| InvalidError::Repo {
+                file: origin.clone(),
+                message: format!(
+                    "secret {}: {:?} is not in the deploy repo",
+                    secret.name, secret.source
+                ),
+            })?;
+        let key = format!("{name}/{}", secret.name);
+        let owner = secret
+            .owner
+            .clone()
+            .or_else(|| app.user.clone())
+            .unwrap_or_default();
+        out.desired.secrets.insert(
+            key.clone(),
+            DesiredSecret {
+                app: name.to_string(),
+                name: secret.name.clone(),
+                ciphertext,
+                owner,
+                mode: secret.mode.0,
+            },
+        );
+        triggers.push(format!("secret/{key}"));
     }
     let hooks = app.hooks.clone().unwrap_or_default();
     for (pre_switch, commands) in [(true, hooks.pre_switch), (false, hooks.post_switch)] {

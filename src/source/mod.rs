@@ -13,10 +13,14 @@ use git2::{
 };
 
 use crate::error::{FetchError, InvalidError};
+use crate::spec::settings::Limits;
 use crate::spec::tree::{Entry, Tree};
 
 mod known_hosts;
+pub mod openpgp;
 mod remote;
+pub mod signers;
+pub mod trust;
 
 use crate::spec::remote::{Remote, normalize_url};
 use remote::{check_host_key, credentials};
@@ -161,8 +165,15 @@ impl Mirror {
         let rejection: RefCell<Option<FetchError>> = RefCell::new(None);
         let mut callbacks = RemoteCallbacks::new();
         let mut attempts = 0;
-        callbacks.credentials(|_url, user, allowed| {
+        callbacks.credentials(|asked_for, user, allowed| {
             attempts += 1;
+            // Credentials go to the configured server only, never to
+            // another one a redirect or a submodule-like URL names.
+            if remote::host_of(asked_for) != remote::host_of(&url) {
+                return Err(git2::Error::from_str(&format!(
+                    "refusing to send credentials to {asked_for}: not the configured server"
+                )));
+            }
             if attempts > 4 {
                 return Err(git2::Error::from_str(
                     "authentication failed: the server refused the credentials",
@@ -192,6 +203,8 @@ impl Mirror {
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
         options.download_tags(AutotagOption::None);
+        // An https server may not send plumb (and its token) elsewhere.
+        options.follow_redirects(git2::RemoteRedirect::None);
         let fetched = self.repo.remote_anonymous(&url).and_then(|mut r| {
             r.fetch(refspecs, Some(&mut options), None)?;
             Ok(r.list()?.iter().map(|h| h.name().to_string()).collect())
@@ -218,7 +231,7 @@ impl Mirror {
     }
 
     /// The files of `commit` below `subpath` (empty for the repo root).
-    pub fn tree(&self, commit: &str, subpath: &str) -> Result<Tree, InvalidError> {
+    pub fn tree(&self, commit: &str, subpath: &str, limits: &Limits) -> Result<Tree, InvalidError> {
         let fail = |message: String| InvalidError::Repo {
             file: format!("{}@{}", self.path.display(), crate::plan::short(commit)),
             message,
@@ -244,7 +257,9 @@ impl Mirror {
         };
         let mut out = Tree::default();
         let mut failure = None;
-        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+        let odb = self.repo.odb().ok();
+        let mut read = 0u64;
+        let walked = tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
             if entry.kind() != Some(ObjectType::Blob) {
                 return TreeWalkResult::Ok;
             }
@@ -261,6 +276,22 @@ impl Mirror {
                 return TreeWalkResult::Abort;
             }
             let path = PathBuf::from(format!("{dir}{name}"));
+            // Sized from the object header, before anything is loaded.
+            let size = odb
+                .as_ref()
+                .and_then(|odb| odb.read_header(entry.id()).ok())
+                .map(|(size, _)| size as u64)
+                .unwrap_or(0);
+            read += size;
+            if size > limits.max_blob_bytes || read > limits.max_repo_bytes {
+                failure = Some(fail(format!(
+                    "{} makes the commit too large to read: {size} bytes (limits.max_blob_bytes {}, limits.max_repo_bytes {} in all)",
+                    path.display(),
+                    limits.max_blob_bytes,
+                    limits.max_repo_bytes
+                )));
+                return TreeWalkResult::Abort;
+            }
             match entry.to_object(&self.repo).and_then(|o| o.peel_to_blob()) {
                 Ok(blob) => {
                     let bytes = blob.content().to_vec();
@@ -279,11 +310,12 @@ impl Mirror {
                     TreeWalkResult::Abort
                 }
             }
-        })
-        .map_err(|e| fail(e.message().into()))?;
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(out),
+        });
+        // An aborted walk fails too: the reason it was aborted comes first.
+        match (failure, walked) {
+            (Some(error), _) => Err(error),
+            (None, Err(e)) => Err(fail(e.message().into())),
+            (None, Ok(())) => Ok(out),
         }
     }
 }

@@ -9,6 +9,15 @@ use super::known_hosts::{self, Verdict};
 use crate::error::FetchError;
 use crate::spec::remote::{Remote, ssh_host_port};
 
+/// The server part of a URL (`host:port`), for comparing where credentials go.
+pub(super) fn host_of(url: &str) -> Option<String> {
+    Remote {
+        url: url.to_string(),
+        ..Remote::default()
+    }
+    .host()
+}
+
 /// Accept the server key only if known_hosts pins it for this host and port.
 pub(super) fn check_host_key(
     remote: &Remote,

@@ -90,6 +90,18 @@ pub struct Proxy {
     pub port: u16,
     #[serde(default = "defaults::localhost")]
     pub host: String,
+    /// HTTP basic authentication in front of it.
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// HTTP basic authentication: a realm, and an htpasswd file that is one of
+/// the app's secrets (readable by nginx's worker user only).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub realm: String,
+    /// The `name` of one of the app's `secrets`.
+    pub secret: String,
 }
 
 /// Nightly (or any crontab schedule) backups of the app's data.
@@ -120,6 +132,24 @@ pub struct FileSpec {
     pub source: Option<String>,
     /// Octal permission bits, e.g. `0644` (the default) or `0600`.
     #[serde(default)]
+    pub mode: Mode,
+}
+
+/// A secret of the deploy repo, encrypted to the host with age: decrypted
+/// at deploy time onto tmpfs (`/run/plumb/secrets/…`), never into a
+/// release, and reached by the app as
+/// `<state_dir>/current/secrets/<app>/<name>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    /// The file's name (`htpasswd`, `db-password`).
+    pub name: String,
+    /// The `.age` file in the deploy repo.
+    pub source: String,
+    /// Who may read it (default: the app's user).
+    pub owner: Option<String>,
+    /// Octal permission bits (default `0400`).
+    #[serde(default = "defaults::secret_mode")]
     pub mode: Mode,
 }
 
@@ -179,6 +209,9 @@ mod defaults {
     }
     pub fn localhost() -> String {
         "127.0.0.1".into()
+    }
+    pub fn secret_mode() -> super::Mode {
+        super::Mode(0o400)
     }
     pub fn keep() -> u32 {
         7

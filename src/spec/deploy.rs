@@ -69,6 +69,8 @@ pub struct App {
     pub shared: Option<Vec<String>>,
     /// Commands run around the switch, as the app's user.
     pub hooks: Option<Hooks>,
+    /// Secrets encrypted to the host (age), decrypted at deploy time.
+    pub secrets: Option<Vec<Secret>>,
     /// Create `user` as a system user if it does not exist.
     #[serde(default, deserialize_with = "super::app::strict::option")]
     pub create_user: Option<bool>,
@@ -137,6 +139,7 @@ fn merge(base: DeployFile, host: HostFile, hostname: &str) -> DeployInput {
             enabled,
             user,
             source,
+            git,
             service,
             site,
             backup,
@@ -146,6 +149,7 @@ fn merge(base: DeployFile, host: HostFile, hostname: &str) -> DeployInput {
             timeout,
             shared,
             hooks,
+            secrets,
             create_user
         );
     }

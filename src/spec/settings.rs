@@ -49,6 +49,44 @@ pub struct HostConfig {
     /// Prometheus textfile written after every run (node_exporter's
     /// textfile collector), e.g. /var/lib/node_exporter/textfile/plumb.prom.
     pub metrics_file: Option<PathBuf>,
+    /// Keys whose SSH signatures plumb accepts (git's allowedSignersFile format).
+    pub allowed_signers: Option<PathBuf>,
+    /// OpenPGP certificates whose signatures plumb accepts (armored).
+    pub openpgp_certs: Option<PathBuf>,
+    /// The host's age identity, for the deploy repo's secrets.
+    pub age_identity: Option<PathBuf>,
+    /// How much of the deploy repo plumb reads and renders at most.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Bounds on what one commit may make plumb read and write: exceeding one
+/// refuses the commit with an error naming it, the host untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest file of the deploy repo (or an app's source) read.
+    pub max_blob_bytes: u64,
+    /// Most bytes read from the deploy repo for one commit.
+    pub max_repo_bytes: u64,
+    /// Most managed files one host may have.
+    pub max_files: usize,
+    /// Largest rendered file.
+    pub max_file_bytes: usize,
+    /// Most bytes all rendered files of a host may add up to.
+    pub max_rendered_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_blob_bytes: 256 << 20,
+            max_repo_bytes: 2 << 30,
+            max_files: 20_000,
+            max_file_bytes: 16 << 20,
+            max_rendered_bytes: 256 << 20,
+        }
+    }
 }
 
 /// Largest host config plumb reads.
@@ -139,6 +177,53 @@ pub struct Settings {
     pub timing: Timing,
     pub webhook: Option<WebhookConfig>,
     pub metrics_file: Option<PathBuf>,
+    /// Files of the host config that hold keys and credentials.
+    pub trust: TrustFiles,
+    pub limits: Limits,
+}
+
+/// Files the host config names that plumb trusts: they must be root's
+/// (or, when plumb does not run as root, its own user's) and not writable
+/// by group or others.
+#[derive(Debug, Clone, Default)]
+pub struct TrustFiles {
+    pub allowed_signers: Option<PathBuf>,
+    pub openpgp_certs: Option<PathBuf>,
+    pub age_identity: PathBuf,
+}
+
+/// Where the host's age identity is unless the host config says otherwise.
+pub const AGE_IDENTITY: &str = "/etc/plumb/age.key";
+
+/// Refuse a file plumb would trust that someone else could have written.
+pub fn check_trusted_file(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let me = nix::unistd::Uid::effective().as_raw();
+    let owner_ok = meta.uid() == 0 || meta.uid() == me;
+    let writable = meta.mode() & 0o022 != 0;
+    if owner_ok && !writable {
+        return Ok(());
+    }
+    let who = if me == 0 { "root" } else { "plumb's user" };
+    Err(ConfigError::Invalid(format!(
+        "{} is {}: plumb trusts it, so only {who} may be able to change it; \
+         fix it with `chown {}: {p} && chmod go-w {p}`",
+        path.display(),
+        if !owner_ok {
+            format!("owned by uid {}", meta.uid())
+        } else {
+            format!(
+                "writable by group or others (mode {:04o})",
+                meta.mode() & 0o7777
+            )
+        },
+        if me == 0 { "root" } else { "$USER" },
+        p = path.display()
+    )))
 }
 
 /// When the daemon runs: a crontab line or an interval, plus jitter.
@@ -166,7 +251,10 @@ impl Settings {
             .clone()
             .unwrap_or_else(|| paths::under(&root, Path::new(CONFIG_PATH)));
         let config = match std::fs::read_to_string(&config_path) {
-            Ok(text) => HostConfig::parse(&config_path.display().to_string(), &text)?,
+            Ok(text) => {
+                check_trusted_file(&config_path)?;
+                HostConfig::parse(&config_path.display().to_string(), &text)?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && flags.config.is_none() => {
                 HostConfig::default()
             }
@@ -293,6 +381,14 @@ impl Settings {
             },
             webhook: config.webhook,
             metrics_file: config.metrics_file,
+            limits: config.limits,
+            trust: TrustFiles {
+                allowed_signers: config.allowed_signers,
+                openpgp_certs: config.openpgp_certs,
+                age_identity: config
+                    .age_identity
+                    .unwrap_or_else(|| PathBuf::from(AGE_IDENTITY)),
+            },
             roots: AllowedRoots::new(&config.allow_paths, &state_dir),
             root,
             remote: Remote {

@@ -175,7 +175,13 @@ pub fn app(name: &str, app: &App) -> Result<(), InvalidError> {
         check_service(&f, service)?;
     }
     if let Some(site) = &app.site {
-        check_site(&f, site)?;
+        let secrets: Vec<&str> = app
+            .secrets
+            .iter()
+            .flatten()
+            .map(|s| s.name.as_str())
+            .collect();
+        check_site(&f, site, &secrets)?;
     }
     if let Some(backup) = &app.backup {
         check_backup(&f, backup)?;
@@ -185,6 +191,42 @@ pub fn app(name: &str, app: &App) -> Result<(), InvalidError> {
     }
     for (i, file) in app.files.iter().flatten().enumerate() {
         f.path(&format!("files[{i}].path"), &file.path)?;
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, secret) in app.secrets.iter().flatten().enumerate() {
+        let field = format!("secrets[{i}]");
+        let plain = !secret.name.is_empty()
+            && !secret.name.starts_with('.')
+            && secret.name.len() <= 64
+            && secret
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !plain {
+            return Err(f.fail(
+                &format!("{field}.name"),
+                format!(
+                    "{:?} must be a plain file name (letters, digits, . _ -)",
+                    secret.name
+                ),
+            ));
+        }
+        if !names.insert(secret.name.as_str()) {
+            return Err(f.fail(
+                &format!("{field}.name"),
+                format!("{:?} is declared twice", secret.name),
+            ));
+        }
+        f.line(&format!("{field}.source"), &secret.source)?;
+        if let Some(owner) = &secret.owner {
+            account_name(owner).map_err(|m| f.fail(&format!("{field}.owner"), m))?;
+        }
+        if app.user.is_none() && secret.owner.is_none() {
+            return Err(f.fail(
+                &format!("{field}.owner"),
+                "is needed when the app has no `user`: a secret is never left to root".into(),
+            ));
+        }
     }
     Ok(())
 }
@@ -248,7 +290,7 @@ fn check_service(f: &Field, s: &Service) -> Result<(), InvalidError> {
     Ok(())
 }
 
-fn check_site(f: &Field, site: &Site) -> Result<(), InvalidError> {
+fn check_site(f: &Field, site: &Site, secrets: &[&str]) -> Result<(), InvalidError> {
     if site.server_name.is_empty() {
         return Err(f.fail("site.server_name", "needs at least one name".into()));
     }
@@ -283,6 +325,15 @@ fn check_site(f: &Field, site: &Site) -> Result<(), InvalidError> {
             ));
         }
         f.port(&format!("site.proxy[{i}].port"), p.port)?;
+        if let Some(auth) = &p.basic_auth {
+            f.line(&format!("site.proxy[{i}].basic_auth.realm"), &auth.realm)?;
+            if !secrets.contains(&auth.secret.as_str()) {
+                return Err(f.fail(
+                    &format!("site.proxy[{i}].basic_auth.secret"),
+                    format!("{:?} is not one of the app's `secrets`", auth.secret),
+                ));
+            }
+        }
         if p.host.parse::<IpAddr>().is_err() && !host_name(&p.host) {
             return Err(f.fail(
                 &format!("site.proxy[{i}].host"),

@@ -16,6 +16,12 @@ import base64, http.server, os, ssl, subprocess, sys
 root, port, cert, key, token = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 class Git(http.server.BaseHTTPRequestHandler):
     def handle_git(self):
+        if self.path.startswith("/moved/"):
+            self.send_response(301)
+            self.send_header("Location", "https://localhost:%d/%s" % (port, self.path[len("/moved/"):]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         auth = self.headers.get("Authorization", "")
         if not auth.startswith("Basic ") or base64.b64decode(auth[6:]).decode().split(":", 1)[-1] != token:
             self.send_response(401)
@@ -153,4 +159,72 @@ fn fetches_over_https_with_a_token_and_refuses_a_wrong_one_or_an_untrusted_certi
         "an untrusted certificate is refused: {stderr}"
     );
     assert!(stderr.contains("certificate"), "{stderr}");
+}
+
+#[test]
+fn an_https_server_cannot_redirect_the_fetch_and_its_token_elsewhere() {
+    let tmp = TempDir::new().unwrap();
+    let t = tmp.path();
+    // A certificate good for both names: only the redirect policy refuses.
+    sh(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(t.join("key.pem"))
+        .arg("-out")
+        .arg(t.join("cert.pem"))
+        .stderr(Stdio::null()));
+    let repo = GitRepo::example_minimal();
+    sh(Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(repo.path())
+        .arg(t.join("deploy.git")));
+    let port = free_port();
+    let _server = Server(
+        Command::new("python3")
+            .arg("-c")
+            .arg(SERVER)
+            .arg(t)
+            .arg(port.to_string())
+            .arg(t.join("cert.pem"))
+            .arg(t.join("key.pem"))
+            .arg("s3cret-token")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the https server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fs::write(t.join("token"), "s3cret-token\n").unwrap();
+    let config = t.join("plumb.yaml");
+    fs::write(
+        &config,
+        format!("https:\n  token_file: {}\n", t.join("token").display()),
+    )
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let url = format!("https://127.0.0.1:{port}/moved/deploy.git");
+    let out = sandbox
+        .command(&[
+            "reconcile",
+            "--once",
+            "--repo",
+            &url,
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .env("SSL_CERT_FILE", t.join("cert.pem"))
+        .env_remove("GIT_SSL_CAINFO")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("redirect"), "{stderr}");
+    assert!(!sandbox.state_dir().join("current").exists());
 }

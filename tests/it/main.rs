@@ -19,3 +19,4 @@ mod reconcile;
 mod safety;
 mod schedule;
 mod systemd;
+mod trust;

@@ -271,6 +271,9 @@ pub enum ApplyError {
         backup: Option<PathBuf>,
         source: Box<ProcessError>,
     },
+    /// Something the host lacks, and how to fix it.
+    #[error("{problem}; {fix}")]
+    Host { problem: String, fix: String },
     #[error(
         "undoing the failed deploy did not finish; these steps failed:\n  {}\nThe host may run parts of both releases. The journal is kept: the next run tries the undo again. Check `plumb status`.",
         failed.join("\n  ")
@@ -289,6 +292,7 @@ impl ApplyError {
             ApplyError::Step { blame, .. } => *blame,
             ApplyError::Build { source, .. } | ApplyError::Hook { source, .. } => source.blame(),
             ApplyError::Io { .. }
+            | ApplyError::Host { .. }
             | ApplyError::UndoIncomplete { .. }
             | ApplyError::Journal { .. } => Blame::Host,
         }

@@ -98,5 +98,16 @@ pub enum Command {
     Validate {
         /// The deploy repo directory [default: .].
         dir: Option<PathBuf>,
+        /// Also check that every commit of this range (`A..B`, or one
+        /// commit) is signed as the hosts require, with the keys below (or
+        /// the host config's `allowed_signers` / `openpgp_certs`).
+        #[arg(long, value_name = "RANGE")]
+        signatures: Option<String>,
+        /// An allowed signers file (git's format) for `--signatures`.
+        #[arg(long, value_name = "FILE")]
+        allowed_signers: Option<PathBuf>,
+        /// An armored OpenPGP keyring for `--signatures`.
+        #[arg(long, value_name = "FILE")]
+        openpgp_certs: Option<PathBuf>,
     },
 }

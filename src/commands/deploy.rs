@@ -96,7 +96,7 @@ pub fn prepare(
         Some(current) if !plan::needs_release(&planned, &observed) => {
             // After a reboot, tmpfs lost the release's secrets: put them back.
             if !dry_run && !secrets::present(host, &current.id, &current.secrets) {
-                let keys = keys(settings, host, desired)
+                let keys = keys(settings, desired)
                     .map_err(|cause| refused(host, store, &desired.commit, cause, trigger))?;
                 secrets::materialize(host, &current.id, &desired.secrets, &keys)
                     .map_err(|cause| refused(host, store, &desired.commit, cause, trigger))?;
@@ -156,7 +156,7 @@ fn build(
                     })?;
             }
         }
-        let keys = keys(settings, host, desired)?;
+        let keys = keys(settings, desired)?;
         let source = release::Source {
             desired,
             planned,
@@ -172,37 +172,44 @@ fn build(
 /// The host's age identity, when the commit has secrets. A sandbox without
 /// one decrypts nothing and writes placeholders (saying so); a real host
 /// without one cannot deploy secrets: the host's problem, not the commit's.
-fn keys(settings: &Settings, host: &dyn Host, desired: &Desired) -> Result<Keys, ApplyError> {
+fn keys(settings: &Settings, desired: &Desired) -> Result<Keys, ApplyError> {
     if desired.secrets.is_empty() {
         return Ok(Keys::Placeholders);
     }
     let path = &settings.trust.age_identity;
-    let host_problem = |message: String| ApplyError::Step {
-        step: "read the host's age identity".into(),
-        blame: Blame::Host,
-        source: Box::new(crate::host::ProcessError::User {
-            user: "root".into(),
-            problem: message,
-        }),
-    };
-    if !path.exists() && settings.record {
-        ui::warn(&format!(
-            "no age identity at {}: secrets are placeholders in this sandbox",
-            path.display()
-        ));
-        return Ok(Keys::Placeholders);
+    let fix = format!(
+        "create the host's identity with `age-keygen -o {p} && chmod 600 {p}` and encrypt the repo's \
+         secrets to its public key (`age-keygen -y {p}`), or set `age_identity:` in the host config",
+        p = path.display()
+    );
+    if !path.exists() {
+        if settings.record {
+            ui::warn(&format!(
+                "no age identity at {}: secrets are placeholders in this sandbox",
+                path.display()
+            ));
+            return Ok(Keys::Placeholders);
+        }
+        return Err(ApplyError::Host {
+            problem: format!(
+                "the commit has secrets, and there is no age identity at {}",
+                path.display()
+            ),
+            fix,
+        });
     }
-    let _ = host;
-    crate::spec::settings::check_trusted_file(path).map_err(|e| host_problem(e.to_string()))?;
+    let problem = |message: String| ApplyError::Host {
+        problem: message,
+        fix: fix.clone(),
+    };
+    crate::spec::settings::check_trusted_file(path).map_err(|e| problem(e.to_string()))?;
     let text = std::fs::read_to_string(path).map_err(|e| {
-        host_problem(format!(
-            "cannot read the age identity {}: {e}; create one with `age-keygen -o {}` (root-only) \
-             and encrypt the repo's secrets to its public key",
-            path.display(),
+        problem(format!(
+            "cannot read the age identity {}: {e}",
             path.display()
         ))
     })?;
-    Keys::parse(&text).map_err(host_problem)
+    Keys::parse(&text).map_err(problem)
 }
 
 /// Record a commit refused before its plan ran, and make the error.

@@ -89,10 +89,27 @@ fn dispatch(
         Command::Rollback { release, wait } => {
             rollback::run(settings, host, release.as_deref(), wait)
         }
-        Command::Validate { dir } => validate::run(
-            settings,
-            dir.as_deref().unwrap_or(std::path::Path::new(".")),
-        ),
+        Command::Validate {
+            dir,
+            signatures,
+            allowed_signers,
+            openpgp_certs,
+        } => {
+            let dir = dir.as_deref().unwrap_or(std::path::Path::new("."));
+            let mut settings = settings.clone();
+            if allowed_signers.is_some() || openpgp_certs.is_some() {
+                settings.trust.allowed_signers = allowed_signers;
+                settings.trust.openpgp_certs = openpgp_certs;
+            }
+            let code = validate::run(&settings, dir)?;
+            match signatures {
+                Some(range) => {
+                    let policy = trust::policy(&settings)?;
+                    Ok(code.max(validate::signatures(dir, &range, &policy)?))
+                }
+                None => Ok(code),
+            }
+        }
     }
 }
 

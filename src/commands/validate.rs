@@ -10,6 +10,8 @@ use crate::host::process::{Proc, ProcessError};
 use crate::host::{Host, RealHost};
 use crate::render::desired::{self, Desired};
 use crate::render::{self, HostFacts};
+use crate::source::Mirror;
+use crate::source::trust::Policy;
 use crate::spec::deploy;
 use crate::spec::settings::{Commands, Settings};
 use crate::spec::tree::Tree;
@@ -66,6 +68,38 @@ pub fn run(settings: &Settings, dir: &Path) -> Result<u8, Error> {
         return Ok(exit::INVALID_REPO);
     }
     Ok(exit::OK)
+}
+
+/// Check the signature of every commit of `range` in the repository at
+/// `dir` against `policy`, as a host would before deploying them.
+pub fn signatures(dir: &Path, range: &str, policy: &Policy) -> Result<u8, Error> {
+    if !policy.enforced() {
+        return Err(crate::error::ConfigError::Invalid(
+            "--signatures needs keys: --allowed-signers FILE, --openpgp-certs FILE, or the host config's"
+                .into(),
+        )
+        .into());
+    }
+    let repo = Mirror::discover(dir)?;
+    let (from, to) = repo.range(range)?;
+    match repo.verify_range(from.as_deref(), &to, policy) {
+        Ok(signed) => {
+            for (commit, who) in &signed {
+                ui::out(format_args!(
+                    "{}: signed by {} ({})",
+                    crate::plan::short(commit),
+                    who.signer,
+                    who.fingerprint
+                ));
+            }
+            ui::out(format_args!("{} commit(s): every one signed", signed.len()));
+            Ok(exit::OK)
+        }
+        Err(untrusted) => {
+            ui::out(format_args!("error: {untrusted}"));
+            Ok(exit::UNTRUSTED)
+        }
+    }
 }
 
 /// Every problem of one host's rendering, as (severity, message).

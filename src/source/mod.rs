@@ -66,6 +66,39 @@ impl Mirror {
         })
     }
 
+    /// An existing repository with a worktree (a deploy repo's checkout).
+    pub fn discover(dir: &Path) -> Result<Mirror, FetchError> {
+        let repo = Repository::discover(dir).map_err(|e| FetchError::Mirror {
+            path: dir.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        Ok(Mirror {
+            path: dir.to_path_buf(),
+            repo,
+        })
+    }
+
+    /// The two ends of a revision range (`A..B`; one revision: just it).
+    pub fn range(&self, spec: &str) -> Result<(Option<String>, String), FetchError> {
+        let fail = |e: git2::Error| FetchError::NoRevision {
+            remote: self.path.display().to_string(),
+            rev: spec.to_string(),
+            why: e.message().to_string(),
+        };
+        let parsed = self.repo.revparse(spec).map_err(fail)?;
+        let commit = |o: Option<&git2::Object>| -> Result<Option<String>, FetchError> {
+            o.map(|o| o.peel_to_commit().map(|c| c.id().to_string()).map_err(fail))
+                .transpose()
+        };
+        let from = commit(parsed.from())?;
+        let to = commit(parsed.to())?.or(from.clone()).unwrap_or_default();
+        if parsed.mode().contains(git2::RevparseMode::RANGE) {
+            Ok((from, to))
+        } else {
+            Ok((None, from.unwrap_or(to)))
+        }
+    }
+
     /// Fetch `branch` from `remote` and return the commit id it points at.
     /// A branch the remote no longer has (deleted, or an empty repository)
     /// is an error naming the branches it does have — never the stale

@@ -11,8 +11,9 @@ use tempfile::TempDir;
 
 use crate::harness::{GitRepo, Sandbox, sh};
 
-/// The example with its backup pointed at `data` and `backups` in `dir`.
-fn deployed(dir: &Path) -> Sandbox {
+/// The example with its backup pointed at `data` and `backups` in `dir`,
+/// deployed; the repo too, to build on.
+fn deployed_repo(dir: &Path) -> (Sandbox, GitRepo) {
     let repo = GitRepo::example_minimal();
     let d = dir.display();
     let yaml = repo.read("deploy.yaml");
@@ -33,7 +34,11 @@ fn deployed(dir: &Path) -> Sandbox {
     fs::write(&config, format!("allow_paths: [{d}]\n")).unwrap();
     sandbox.config = Some(config);
     sandbox.reconcile(&repo).ok();
-    sandbox
+    (sandbox, repo)
+}
+
+fn deployed(dir: &Path) -> Sandbox {
+    deployed_repo(dir).0
 }
 
 /// A process that commits one row per transaction, ids 1, 2, 3, … until killed.
@@ -256,8 +261,7 @@ fn a_backup_section_that_could_lose_data_is_refused() {
     ];
     for (from, to, needle) in cases {
         let tmp = TempDir::new().unwrap();
-        let sandbox = deployed(tmp.path());
-        let repo = GitRepo::example_minimal();
+        let (sandbox, repo) = deployed_repo(tmp.path());
         let d = tmp.path().display().to_string();
         let yaml = repo.read("deploy.yaml");
         let start = yaml.find("    backup:\n").unwrap();

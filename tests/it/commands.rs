@@ -180,10 +180,14 @@ fn validate_checks_every_host_and_lists_all_problems() {
     let repo = GitRepo::example_minimal();
     repo.write("hosts/broken.yaml", "vars:\n  site_name: [\n");
     repo.break_site_template();
-    let yaml = repo
-        .read("deploy.yaml")
-        .replace("restart: on-failure", "restart: sometimes");
-    repo.write("deploy.yaml", &yaml);
+    // A unit systemd will not take (plumb itself refuses `restart: sometimes`
+    // in deploy.yaml, so through a repo template of the repo's own).
+    let unit = fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/service.j2"),
+    )
+    .unwrap()
+    .replace("Restart={{ service.restart | unit }}", "Restart=sometimes");
+    repo.write("templates/service.j2", &unit);
     let bad = Command::new(plumb)
         .arg("validate")
         .arg(repo.path())

@@ -48,6 +48,7 @@ fn assert_converges(sandbox: &Sandbox, repo: &GitRepo, branch: &str, context: &s
             &repo.url(),
             "--branch",
             branch,
+            "--allow-rewind",
         ]);
         unsynced(&mut cmd);
         let out = cmd.output().unwrap();
@@ -107,6 +108,8 @@ fn kill_everywhere(repo: &GitRepo, setup: Option<&str>, branch: &str, expected: 
             &repo.url(),
             "--branch",
             branch,
+            // The downgrade goes back in history on purpose.
+            "--allow-rewind",
         ]);
         cmd.current_dir(sandbox.root.path());
         unsynced(&mut cmd);

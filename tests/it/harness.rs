@@ -50,16 +50,28 @@ impl GitRepo {
     }
 
     /// The example without what needs a real machine: no user creation (it
-    /// builds as `nobody`), no pre-switch hook, no HTTP health check on port 8000.
+    /// builds as `nobody`), no pre-switch hook, no HTTP health check on port
+    /// 8000, no secret (nor the dashboard's basic auth that uses it).
     pub fn example_minimal() -> Self {
         let repo = GitRepo::example();
         let yaml = repo
             .read("deploy.yaml")
             .replace("    create_user: true\n", "")
             .replace("    user: microblog\n", "    user: nobody\n");
-        let start = yaml.find("    hooks:\n").unwrap();
-        let end = yaml.find("        timeout: 30\n").unwrap() + "        timeout: 30\n".len();
-        let yaml = format!("{}{}", &yaml[..start], &yaml[end..]);
+        let cut = |yaml: &str, from: &str, to: &str| {
+            let start = yaml.find(from).unwrap();
+            let end = start + yaml[start..].find(to).unwrap();
+            format!("{}{}", &yaml[..start], &yaml[end..])
+        };
+        let yaml = cut(&yaml, "    hooks:\n", "    service:\n");
+        let yaml = cut(
+            &yaml,
+            "          # The dashboard is the author's",
+            "    backup:\n",
+        );
+        let staging = repo.read("hosts/staging.yaml");
+        let staging = cut(&staging, "          basic_auth:\n", "    backup:\n");
+        repo.write("hosts/staging.yaml", &staging);
         repo.write("deploy.yaml", &yaml).commit("minimal");
         repo
     }
@@ -198,20 +210,33 @@ impl Sandbox {
         let log = sandbox.root.path().join("services.log");
         let inactive = sandbox.root.path().join("inactive");
         let log = log.display();
-        let config = format!(
-            "host_commands: execute\ncommands:\n  systemctl: [sh, -c, 'echo \"systemctl $*\" >> {log}; if [ \"$1\" = is-active ]; then shift; for u; do if grep -qx \"$u\" {inactive} 2>/dev/null; then echo inactive; else echo active; fi; done; fi', sh]\n  systemd_verify: [sh, -c, 'echo \"verify $*\" >> {log}', sh]\n{extra}",
+        let mut config = format!(
+            "host_commands: execute\ncommands:\n  systemctl: [sh, -c, 'echo \"systemctl $*\" >> {log}; if [ \"$1\" = is-active ]; then shift; for u; do if grep -qx \"$u\" {inactive} 2>/dev/null; then echo inactive; else echo active; fi; done; fi', sh]\n  systemd_verify: [sh, -c, 'echo \"verify $*\" >> {log}', sh]\n",
             inactive = inactive.display()
         );
-        let mut config = config;
-        if !config.contains("nginx_test") {
+        // `extra` may add `commands.*` lines (indented) or top-level keys.
+        let (nested, top): (Vec<&str>, Vec<&str>) =
+            extra.lines().partition(|l| l.starts_with("  "));
+        for line in &nested {
+            config.push_str(&format!("{line}\n"));
+        }
+        if !extra.contains("nginx_test") {
             config.push_str(&format!(
                 "  nginx_test: [sh, -c, 'echo \"nginx -t\" >> {log}']\n"
             ));
         }
-        if !config.contains("nginx_reload") {
+        if !extra.contains("nginx_reload") {
             config.push_str(&format!(
                 "  nginx_reload: [sh, -c, 'echo \"nginx reload\" >> {log}']\n"
             ));
+        }
+        for line in &top {
+            config.push_str(&format!("{line}\n"));
+        }
+        // What runs for real decrypts the example's secret for real.
+        if !extra.contains("age_identity") {
+            let key = crate::secrets::identity(sandbox.root.path());
+            config.push_str(&format!("age_identity: {}\n", key.display()));
         }
         let path = sandbox.root.path().join("plumb.yaml");
         fs::write(&path, config).unwrap();

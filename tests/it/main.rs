@@ -18,5 +18,6 @@ mod nginx;
 mod reconcile;
 mod safety;
 mod schedule;
+pub mod secrets;
 mod systemd;
 mod trust;

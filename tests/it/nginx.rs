@@ -146,7 +146,7 @@ fn the_rendered_site_passes_nginx_t_and_serves_with_the_right_headers() {
     repo.write(
         "hosts/web.yaml",
         &format!(
-            "apps:\n  microblog:\n    site:\n      server_name: [blog.test]\n      tls:\n        certificate: {t}/cert.pem\n        key: {t}/key.pem\n      listen: {{address: 127.0.0.1, http: {http}, https: {https}}}\n      root: {www}\n      immutable: [/assets/]\n      proxy:\n        - location: /dashboard\n          port: {backend}\n",
+            "apps:\n  microblog:\n    site:\n      server_name: [blog.test]\n      tls:\n        certificate: {t}/cert.pem\n        key: {t}/key.pem\n      listen: {{address: 127.0.0.1, http: {http}, https: {https}}}\n      root: {www}\n      immutable: [/assets/]\n      proxy:\n        - location: /dashboard\n          port: {backend}\n          basic_auth: {{realm: Dashboard, secret: dashboard-htpasswd}}\n",
             t = t.display(),
             www = www.display()
         ),
@@ -154,14 +154,32 @@ fn the_rendered_site_passes_nginx_t_and_serves_with_the_right_headers() {
     .commit("web host");
     let mut sandbox = Sandbox::new();
     sandbox.hostname = "web".into();
+    // The example's htpasswd secret, decrypted with its test identity.
+    let key = crate::secrets::identity(t);
+    let config = t.join("plumb.yaml");
+    fs::write(&config, format!("age_identity: {}\n", key.display())).unwrap();
+    sandbox.config = Some(config);
     sandbox.reconcile(&repo).ok();
 
     let conf = nginx_conf(t, &sandbox.path("/etc/nginx/conf.d/*.conf"));
     nginx_t(&conf, t);
 
+    // nginx reads the secret where a real host has it (/var/lib/plumb/…):
+    // in a mount namespace of its own, /var/lib is a directory whose `plumb`
+    // is the sandbox's state; the machine's /var/lib is not touched.
+    let var_lib = t.join("var-lib");
+    fs::create_dir_all(&var_lib).unwrap();
+    std::os::unix::fs::symlink(sandbox.state_dir(), var_lib.join("plumb")).unwrap();
+    let start = format!(
+        "mount --bind {} /var/lib && exec nginx -c {} -p {} -e {} -g 'daemon off;'",
+        var_lib.display(),
+        conf.display(),
+        t.display(),
+        t.join("error.log").display()
+    );
     let _nginx = Nginx {
-        child: nginx(&conf, t)
-            .args(["-g", "daemon off;"])
+        child: Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &start])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -215,13 +233,32 @@ fn the_rendered_site_passes_nginx_t_and_serves_with_the_right_headers() {
         "HSTS on assets:\n{asset}"
     );
 
-    let echoed = curl(
+    let dashboard = format!("https://127.0.0.1:{https}/dashboard");
+    let denied = curl(
         &[
             &host[..],
-            &[format!("https://127.0.0.1:{https}/dashboard").as_str()][..],
+            &["-o", "/dev/null", "-w", "%{http_code}", &dashboard],
         ]
         .concat(),
     );
+    assert_eq!(denied, "401", "the dashboard needs the password");
+    let wrong = curl(
+        &[
+            &host[..],
+            &[
+                "-u",
+                "author:guess",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &dashboard,
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(wrong, "401");
+    let echoed = curl(&[&host[..], &["-u", "author:microblog", &dashboard]].concat());
     for header in [
         "host: blog.test",
         "x-real-ip: 127.0.0.1",

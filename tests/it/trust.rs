@@ -458,3 +458,43 @@ fn a_commit_larger_than_the_limits_is_refused_and_the_host_untouched() {
         assert!(!sandbox.state_dir().join("current").exists(), "{limits}");
     }
 }
+
+#[test]
+fn validate_checks_the_signature_policy_over_a_commit_range() {
+    let keys = tempfile::TempDir::new().unwrap();
+    let alice = ssh_key(keys.path(), "alice", &["-t", "ed25519"]);
+    let signers = keys.path().join("allowed_signers");
+    fs::write(&signers, signer_line(&alice, "alice@example.org", "")).unwrap();
+    let repo = GitRepo::example();
+    let base = repo.git(&["rev-parse", "HEAD"]).trim().to_string();
+    repo.write("templates/a.txt", "a\n");
+    ssh_commit(&repo, &alice, "a");
+    repo.write("templates/b.txt", "b\n");
+    ssh_commit(&repo, &alice, "b");
+    let sandbox = Sandbox::new();
+    let check = |range: &str| {
+        sandbox.plumb(&[
+            "validate",
+            repo.path().to_str().unwrap(),
+            "--signatures",
+            range,
+            "--allowed-signers",
+            signers.to_str().unwrap(),
+        ])
+    };
+    let run = check(&format!("{base}..HEAD")).ok();
+    assert!(
+        run.stdout.contains("2 commit(s): every one signed"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("signed by alice@example.org"),
+        "{}",
+        run.stdout
+    );
+    repo.write("templates/c.txt", "c\n").commit("unsigned");
+    let run = check(&format!("{base}..HEAD"));
+    assert_eq!(run.code, UNTRUSTED, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("not signed"), "{}", run.stdout);
+}

@@ -66,7 +66,9 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
     if !options.dry_run
         && let Some(unfinished) = journal::read(host, layout)?
     {
-        let how = if unfinished.plan.commit == commit && !options.force {
+        // A rollback is the operator's word: it is always finished.
+        let asked = unfinished.plan.trigger == "rollback";
+        let how = if asked || (unfinished.plan.commit == commit && !options.force) {
             Resume::Finish
         } else {
             Resume::Supersede

@@ -16,6 +16,7 @@ mod https;
 mod lock;
 mod nginx;
 mod reconcile;
+mod regressions;
 mod safety;
 mod schedule;
 pub mod secrets;

@@ -80,11 +80,11 @@ pub fn undo_step(step: impl Display) {
     line(format_args!("  undo: {step}"));
 }
 
-/// A step that failed.
-pub fn failed(step: impl Display, error: impl Display) {
+/// A step that failed (its error names the step).
+pub fn failed(error: impl Display) {
     let first = error.to_string();
     let first = first.lines().next().unwrap_or_default().to_string();
-    line(format_args!("  FAILED: {step}: {first}"));
+    line(format_args!("  FAILED: {first}"));
 }
 
 /// A warning on stderr.

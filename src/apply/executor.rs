@@ -65,7 +65,7 @@ impl Executor<'_> {
                 ui::step(text);
             }
             if let Err(error) = steps.run(action) {
-                ui::failed(action, &error);
+                ui::failed(&error);
                 let phase = if committed {
                     Phase::Rollback
                 } else {
@@ -140,9 +140,17 @@ impl Executor<'_> {
             if !action.is_bookkeeping() {
                 ui::undo_step(action);
             }
-            if let Err(error) = steps.run(action) {
-                ui::warn(&format!("{action} failed while undoing: {error}"));
-                failed.push(format!("{action}: {error}"));
+            match steps.run(action) {
+                Ok(()) => {}
+                // The previous release is back in place either way: say it
+                // is unhealthy, but finish (a retry would not change it).
+                Err(error) if matches!(action, Action::Check(_)) => ui::warn(&format!(
+                    "the release rolled back to is not healthy either: {error}"
+                )),
+                Err(error) => {
+                    ui::warn(&format!("failed while undoing: {error}"));
+                    failed.push(error.to_string());
+                }
             }
         }
         if !failed.is_empty() {

@@ -222,7 +222,7 @@ async fn serve(settings: Settings, flags: Vec<String>) -> Result<u8, Error> {
     let program = std::env::current_exe().map_err(|e| io("the plumb binary", e))?;
     let mut world = Real {
         host,
-        program: program.display().to_string(),
+        program: upgraded(&program.display().to_string()).to_string(),
         flags,
     };
     daemon::run(&settings.timing, &mut world, received, shutdown).await;
@@ -231,4 +231,25 @@ async fn serve(settings: Settings, flags: Vec<String>) -> Result<u8, Error> {
     let _ = world.host.files().remove_file(Path::new(NEXT_RUN));
     ui::line("plumb run: stopped");
     Ok(exit::OK)
+}
+
+/// The binary each run starts: the one at the path plumb was started from.
+/// An upgrade that replaced that file makes the kernel name the old one
+/// `PATH (deleted)`; the runs use the new binary at PATH.
+fn upgraded(exe: &str) -> &str {
+    exe.strip_suffix(" (deleted)").unwrap_or(exe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upgraded;
+
+    #[test]
+    fn runs_use_the_binary_that_replaced_the_daemons() {
+        assert_eq!(
+            upgraded("/usr/local/bin/plumb (deleted)"),
+            "/usr/local/bin/plumb"
+        );
+        assert_eq!(upgraded("/usr/local/bin/plumb"), "/usr/local/bin/plumb");
+    }
 }

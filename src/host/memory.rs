@@ -696,8 +696,6 @@ impl Processes for MemoryHost {
         self.call(format!("health {}: {}", check.app, check.probe))
             .map_err(|e| match e {
                 ProcessError::Exit { .. } => ProcessError::Unhealthy {
-                    app: check.app.clone(),
-                    check: check.probe.to_string(),
                     attempts: 1,
                     seconds: 0.0,
                     last: "scripted failure".into(),

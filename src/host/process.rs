@@ -66,12 +66,9 @@ pub enum ProcessError {
         seconds: u64,
         output: String,
     },
-    #[error(
-        "health check of {app} failed after {attempts} attempt(s) in {seconds}s: {check}; last: {last}"
-    )]
+    /// A health check that never passed (its step names the check).
+    #[error("no success in {attempts} attempt(s) over {seconds}s; last: {last}")]
     Unhealthy {
-        app: String,
-        check: String,
         attempts: u32,
         seconds: f64,
         last: String,

@@ -50,7 +50,14 @@ impl Services for SystemServices {
     fn verify_units(&self, paths: &[PathBuf]) -> Result<(), ProcessError> {
         let real: Vec<PathBuf> = paths
             .iter()
-            .map(|p| crate::spec::paths::under(&self.root, p))
+            // A bare unit name is looked up by systemd itself.
+            .map(|p| {
+                if p.is_absolute() {
+                    crate::spec::paths::under(&self.root, p)
+                } else {
+                    p.clone()
+                }
+            })
             .collect();
         match run(&self.commands.verify_argv(&real)) {
             // "where the tool exists": a host without systemd-analyze skips the check.

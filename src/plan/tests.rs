@@ -301,11 +301,29 @@ fn units_a_changed_drop_in_reloads_systemd_verifies_and_restarts_its_unit() {
         steps(&plan.actions),
         [
             Action::Switch(Some("r2".into())),
-            Action::VerifyUnits(vec![DROPIN.into()]),
+            // systemd-analyze refuses a drop-in: its unit is verified.
+            Action::VerifyUnits(vec![UNIT.into()]),
             Action::Commit,
             Action::DaemonReload,
             restart("web.service", "unit file changed"),
         ]
+    );
+    // A drop-in for a unit plumb does not render: verified by its name; a
+    // removed drop-in: its unit verified without it.
+    let other = "/etc/systemd/system/nginx.service.d/limits.conf";
+    let r3 = release(
+        "r3",
+        "c3",
+        &[(UNIT, "u"), (other, "[Service]\nLimitNOFILE=4096\n")],
+    );
+    let plan = plan_for(&target(&r3), &deployed(&r1));
+    assert!(
+        plan.actions.contains(&Action::VerifyUnits(vec![
+            UNIT.into(),
+            "nginx.service".into()
+        ])),
+        "{:?}",
+        plan.actions
     );
 }
 
@@ -402,9 +420,27 @@ fn health_checks_run_only_when_something_was_touched() {
     };
     r1.health = vec![check.clone()];
     let mut r2 = release("r2", "c2", &[(UNIT, "u"), (CONF, "b")]);
-    r2.health = vec![check.clone()];
+    let mut new_check = check.clone();
+    new_check.timeout_ms = 2000;
+    r2.health = vec![new_check.clone()];
     let plan = plan_for(&target(&r2), &deployed(&r1));
-    assert!(plan.actions.contains(&Action::Check(check.clone())));
+    assert!(plan.actions.contains(&Action::Check(new_check.clone())));
+    // The rollback restarts the old release, then waits for its own checks.
+    let restart = plan
+        .rollback
+        .iter()
+        .position(|a| matches!(a, Action::Restart { .. }))
+        .expect("the rollback restarts the unit");
+    let old_check = plan
+        .rollback
+        .iter()
+        .position(|a| *a == Action::Check(check.clone()));
+    assert!(
+        old_check.is_some_and(|at| at > restart),
+        "{:?}",
+        plan.rollback
+    );
+    assert!(!plan.rollback.contains(&Action::Check(new_check)));
     // Only a missing link to repair: no restart, no health check.
     let mut observed = deployed(&r1);
     observed

@@ -38,7 +38,8 @@ pub(super) fn abort(
 
 /// Undo of the whole plan: stop what is new while its files exist, put
 /// back `current` and the links, restart what the failed release touched,
-/// and record the previous release as deployed again. A rolled-back release
+/// wait for the previous release's health checks, and record it as
+/// deployed again. A rolled-back release
 /// is kept for inspection until pruned.
 pub(super) fn rollback(
     observed: &Observed,
@@ -66,6 +67,12 @@ pub(super) fn rollback(
     steps.extend(units.rollback.iter().cloned());
     if units.nginx_changed {
         steps.push(Action::ReloadNginx);
+    }
+    // What was restarted answers again before the rollback is called done
+    // (a failure here is reported, and the rest of the rollback still runs).
+    let restarted = !units.rollback.is_empty() || !units.removed.is_empty() || units.nginx_changed;
+    if restarted && let Some(previous) = &observed.current {
+        steps.extend(previous.health.iter().cloned().map(Action::Check));
     }
     steps.push(Action::Record(StateChange::Deployed(deployed)));
     steps.push(Action::Record(StateChange::Owned(observed.owned.clone())));

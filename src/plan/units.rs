@@ -2,18 +2,19 @@
 //! only what the change touches — and what a rollback restarts.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::action::Action;
 use super::links::{Change, Links};
 use super::observed::Observed;
 use super::release::{ReleaseInfo, Trigger};
-use crate::render::desired::{is_nginx, unit_of};
+use crate::render::desired::{UNIT_DIR, is_nginx, unit_name, unit_of};
 
 /// The unit steps of a plan.
 #[derive(Debug, Default)]
 pub(super) struct Units {
-    /// Unit files and drop-ins to verify before the commit point.
+    /// Units to verify before the commit point: their files, or their
+    /// names when plumb renders only a drop-in of theirs.
     pub verify: Vec<PathBuf>,
     /// Units of the previous release that the target drops.
     pub removed: Vec<String>,
@@ -44,12 +45,26 @@ pub(super) fn plan(target: &ReleaseInfo, observed: &Observed, links: &Links) -> 
             .collect(),
         ..Units::default()
     };
-    units.verify = links
+    // systemd-analyze verifies units, not drop-ins: a changed or removed
+    // drop-in verifies its unit (with every drop-in it now has). A unit
+    // whose file plumb does not render is named, for systemd to find.
+    let verify: BTreeSet<PathBuf> = links
         .changes
         .iter()
-        .filter(|(p, c)| *c != Change::Removed && unit_of(p).is_some())
-        .map(|(p, _)| p.clone())
+        .filter(|(p, c)| *c != Change::Removed || unit_name(p).is_none())
+        .filter_map(|(p, _)| unit_of(p))
+        .filter(|unit| !units.removed.iter().any(|u| u == unit))
+        .map(|unit| {
+            let file = Path::new(UNIT_DIR).join(unit);
+            let key = format!("files{}", file.display());
+            if target.manifest.contains_key(&key) {
+                file
+            } else {
+                PathBuf::from(unit)
+            }
+        })
         .collect();
+    units.verify = verify.into_iter().collect();
     for unit in &target.units {
         if !old_units.contains(unit) {
             units.added.push(unit.clone());

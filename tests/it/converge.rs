@@ -47,7 +47,7 @@ fn a_failing_health_check_rolls_back_quarantines_and_exits_7() {
         &format!("failed after the switch and was rolled back to release {v1}"),
     );
     assert!(
-        run.stderr.contains("health check of microblog failed"),
+        run.stderr.contains("health check microblog: ") && run.stderr.contains(": no success in"),
         "{}",
         run.stderr
     );

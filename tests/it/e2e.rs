@@ -269,7 +269,7 @@ fn fifty_switches_under_load_with_zero_failed_requests_then_refusal_and_rollback
     set_version(&repo, "v3", false);
     let run = sandbox.reconcile(&repo).fails_with(7, "rolled back");
     assert!(
-        run.stderr.contains("health check of microblog failed"),
+        run.stderr.contains("health check microblog: ") && run.stderr.contains(": no success in"),
         "{}",
         run.stderr
     );

@@ -15,6 +15,7 @@ mod harness;
 mod https;
 mod lock;
 mod nginx;
+mod nspawn;
 mod reconcile;
 mod regressions;
 mod safety;

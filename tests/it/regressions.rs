@@ -47,8 +47,11 @@ fn a_file_changed_by_hand_while_the_head_is_quarantined_never_restarts_the_servi
 #[test]
 fn a_host_whose_apps_are_all_disabled_deploys_an_empty_release() {
     let repo = GitRepo::example_minimal();
-    repo.write("hosts/idle.yaml", "apps:\n  microblog:\n    enabled: false\n")
-        .commit("idle host");
+    repo.write(
+        "hosts/idle.yaml",
+        "apps:\n  microblog:\n    enabled: false\n",
+    )
+    .commit("idle host");
     let mut sandbox = Sandbox::new();
     sandbox.hostname = "idle".into();
     sandbox.reconcile(&repo).ok();
@@ -57,7 +60,8 @@ fn a_host_whose_apps_are_all_disabled_deploys_an_empty_release() {
     assert!(sandbox.owned().is_empty());
     // A deploy.yaml with no apps at all, likewise.
     let bare = GitRepo::new();
-    bare.write("deploy.yaml", "version: 1\n").commit("nothing yet");
+    bare.write("deploy.yaml", "version: 1\n")
+        .commit("nothing yet");
     Sandbox::new().reconcile(&bare).ok();
 }
 
@@ -67,7 +71,14 @@ fn a_rollback_killed_after_its_switch_is_finished_with_its_quarantine() {
     repo.git(&["branch", "-q", "v1"]);
     let bad = restart_sec(&repo, 5, 9);
     let reconcile = |host: &Sandbox, branch: &str| {
-        host.plumb(&["reconcile", "--once", "--repo", &repo.url(), "--branch", branch])
+        host.plumb(&[
+            "reconcile",
+            "--once",
+            "--repo",
+            &repo.url(),
+            "--branch",
+            branch,
+        ])
     };
     let mut kills = 0;
     for n in 1.. {
@@ -115,11 +126,25 @@ fn a_branch_deleted_on_the_remote_is_an_error_naming_the_branches_it_has() {
     remote.git(&["branch", "-q", "prod"]);
     let sandbox = Sandbox::new();
     sandbox
-        .plumb(&["reconcile", "--once", "--repo", &remote.url(), "--branch", "prod"])
+        .plumb(&[
+            "reconcile",
+            "--once",
+            "--repo",
+            &remote.url(),
+            "--branch",
+            "prod",
+        ])
         .ok();
     remote.git(&["branch", "-q", "-D", "prod"]);
     let run = sandbox
-        .plumb(&["reconcile", "--once", "--repo", &remote.url(), "--branch", "prod"])
+        .plumb(&[
+            "reconcile",
+            "--once",
+            "--repo",
+            &remote.url(),
+            "--branch",
+            "prod",
+        ])
         .fails_with(4, "branch \"prod\" not found");
     assert!(run.stderr.contains("it has: main"), "{}", run.stderr);
     assert!(!run.stdout.contains("up to date"), "{}", run.stdout);
@@ -127,6 +152,13 @@ fn a_branch_deleted_on_the_remote_is_an_error_naming_the_branches_it_has() {
     // An empty repository has no branches at all.
     let empty = GitRepo::new();
     sandbox
-        .plumb(&["reconcile", "--once", "--repo", &empty.url(), "--branch", "prod"])
+        .plumb(&[
+            "reconcile",
+            "--once",
+            "--repo",
+            &empty.url(),
+            "--branch",
+            "prod",
+        ])
         .fails_with(4, "no branches at all");
 }

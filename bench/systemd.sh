@@ -50,10 +50,10 @@ for _ in $(seq 500); do
     [ -n "${init:-}" ] && break
     sleep 0.02
 done
-in() { nsenter -t "$init" -a -- sh -c "$1"; }
-until [ "$(in 'systemctl is-system-running --wait' 2>/dev/null)" = running ]; do sleep 0.05; done
+inside() { nsenter -t "$init" -a -- sh -c "$1"; }
+until [ "$(inside 'systemctl is-system-running --wait' 2>/dev/null)" = running ]; do sleep 0.05; done
 
-in 'd=/etc/letsencrypt/live/blog.example.com && mkdir -p $d &&
+inside 'd=/etc/letsencrypt/live/blog.example.com && mkdir -p $d &&
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
       -subj /CN=blog.example.com -keyout $d/privkey.pem -out $d/fullchain.pem 2>/dev/null &&
     install -d -m 0700 /etc/plumb && install -m 0600 /srv/fixtures/example-age.key /etc/plumb/age.key &&
@@ -66,43 +66,43 @@ in 'd=/etc/letsencrypt/live/blog.example.com && mkdir -p $d &&
 
 # Milliseconds until /health answers "ok $1", polled every 10 ms from inside.
 live_ms() {
-    in "s=\$(date +%s%N); until [ \"\$(curl -s --max-time 1 http://127.0.0.1:8000/health)\" = 'ok $1' ]; do sleep 0.01; done
+    inside "s=\$(date +%s%N); until [ \"\$(curl -s --max-time 1 http://127.0.0.1:8000/health)\" = 'ok $1' ]; do sleep 0.01; done
         echo \$(( (\$(date +%s%N) - s) / 1000000 ))"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "== push to live through plumb.timer (fires every second; $rounds rounds)"
-in 'systemctl start plumb.timer'
+inside 'systemctl start plumb.timer'
 for i in $(seq "$rounds"); do
     version "timer.$i"
     live_ms "timer.$i"
 done | tee "$work/timer" | tr '\n' ' '
 echo "ms; median $(median <"$work/timer") ms (of which up to 1000 ms waiting for the timer)"
-in 'systemctl stop plumb.timer; while [ "$(systemctl show -p ActiveState --value plumb.service)" != inactive ]; do sleep 0.05; done'
+inside 'systemctl stop plumb.timer; while [ "$(systemctl show -p ActiveState --value plumb.service)" != inactive ]; do sleep 0.05; done'
 
 echo "== push to live through plumb-daemon.service and a signed webhook ($rounds rounds)"
-in 'systemctl start plumb-daemon.service'
+inside 'systemctl start plumb-daemon.service'
 live_ms "timer.$rounds" >/dev/null
 for i in $(seq "$rounds"); do
     version "hook.$i"
-    in "body='{\"ref\":\"refs/heads/main\"}'
+    inside "body='{\"ref\":\"refs/heads/main\"}'
         sig=\$(printf %s \"\$body\" | openssl dgst -sha256 -hmac s3cret -r | cut -d' ' -f1)
         curl -s -o /dev/null -X POST -H \"X-Hub-Signature-256: sha256=\$sig\" --data \"\$body\" http://127.0.0.1:9280/"
     live_ms "hook.$i"
 done | tee "$work/hook" | tr '\n' ' '
 echo "ms; median $(median <"$work/hook") ms"
-in 'systemctl stop plumb-daemon.service'
+inside 'systemctl stop plumb-daemon.service'
 
 echo "== rollback recovery: health check failed -> previous release answering ($rounds rounds)"
 sed -i 's/timeout: 30/timeout: 3/' "$repo/deploy.yaml" && commit "short health check"
-in 'systemd-run --wait --quiet /usr/local/bin/plumb reconcile --once' >/dev/null
+inside 'systemd-run --wait --quiet /usr/local/bin/plumb reconcile --once' >/dev/null
 for i in $(seq "$rounds"); do
     version "good.$i"
-    in 'systemd-run --wait --quiet /usr/local/bin/plumb reconcile --once'
+    inside 'systemd-run --wait --quiet /usr/local/bin/plumb reconcile --once'
     sed -i 's|serve --config /etc/microblog/config.yaml|serve --config /etc/microblog/missing.yaml|' "$repo/deploy.yaml"
     commit "crashes at start $i"
     # A poller logs every answer of /health with its time; plumb logs to the journal.
-    in "(while :; do echo \$(date +%s%N) \$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 http://127.0.0.1:8000/health); sleep 0.005; done) > /tmp/poll 2>&1 &
+    inside "(while :; do echo \$(date +%s%N) \$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 http://127.0.0.1:8000/health); sleep 0.005; done) > /tmp/poll 2>&1 &
         echo \$! > /tmp/poller
         systemd-run --wait --quiet --unit=bench-rollback-$i /usr/local/bin/plumb reconcile --once || true
         kill \$(cat /tmp/poller)

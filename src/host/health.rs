@@ -8,6 +8,9 @@ use super::account::Account;
 use super::process::{Proc, ProcessError};
 use crate::spec::health::{HealthCheck, Probe};
 
+/// The pause before the first retry; it doubles up to the check's interval.
+const FIRST_RETRY: Duration = Duration::from_millis(25);
+
 /// Longest a single attempt may take.
 const ATTEMPT: Duration = Duration::from_secs(5);
 
@@ -16,7 +19,10 @@ const ATTEMPT: Duration = Duration::from_secs(5);
 pub fn wait(check: &HealthCheck, account: Option<&Account>) -> Result<(), ProcessError> {
     let started = Instant::now();
     let deadline = started + Duration::from_millis(check.timeout_ms);
+    // A restarted service usually answers within a few hundred ms: retry
+    // soon, then back off to the configured interval.
     let interval = Duration::from_millis(check.interval_ms.max(10));
+    let mut pause = FIRST_RETRY.min(interval);
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -27,7 +33,7 @@ pub fn wait(check: &HealthCheck, account: Option<&Account>) -> Result<(), Proces
             Ok(()) => return Ok(()),
             Err(error) => error,
         };
-        if Instant::now() + interval > deadline {
+        if Instant::now() + pause > deadline {
             return Err(ProcessError::Unhealthy {
                 attempts,
                 seconds: started
@@ -37,7 +43,8 @@ pub fn wait(check: &HealthCheck, account: Option<&Account>) -> Result<(), Proces
                 last: error,
             });
         }
-        std::thread::sleep(interval);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(interval);
     }
 }
 

@@ -109,7 +109,24 @@ fn a_manual_rollback_restarts_the_old_release_and_holds_the_head() {
     assert_eq!(host.current(), first);
     assert_eq!(health(&host), "ok 1.0");
     assert_eq!(host.needing_reload(), Vec::<String>::new());
-    // The head it left is quarantined: the timer does not bring it back.
-    host.reconcile().fails_with(8, "quarantined");
+    // The head it left is quarantined: the timer does not bring it back,
+    // and a file changed by hand meanwhile restarts nothing, run after run.
+    host.c
+        .ok("echo '# edited by hand' >> /etc/microblog/config.yaml");
+    let before = host.invocations();
+    for _ in 0..2 {
+        host.reconcile().fails_with(8, "quarantined");
+    }
+    assert_eq!(host.invocations(), before);
     assert_eq!(health(&host), "ok 1.0");
+    // The next deployable commit repairs it.
+    set_version(&host, "1.2");
+    host.reconcile().ok();
+    assert!(
+        !host
+            .c
+            .ok("cat /etc/microblog/config.yaml")
+            .contains("by hand")
+    );
+    assert_eq!(health(&host), "ok 1.2");
 }

@@ -40,6 +40,23 @@ pub mod exit {
     pub const REWIND: u8 = 12;
 }
 
+/// What an exit code of `reconcile` means, in a word or two (status, metrics).
+pub fn outcome(code: u8) -> &'static str {
+    match code {
+        exit::OK => "ok",
+        exit::CONFIG => "config error",
+        exit::LOCKED => "locked",
+        exit::FETCH => "fetch failed",
+        exit::INVALID => "invalid commit",
+        exit::APPLY => "host failure",
+        exit::ROLLED_BACK => "rolled back",
+        exit::QUARANTINED => "held (quarantined head)",
+        exit::UNTRUSTED => "untrusted commit",
+        exit::REWIND => "rewind refused",
+        _ => "internal error",
+    }
+}
+
 /// Whose fault a failure is. Only the commit's quarantines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blame {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{ApplyError, Error};
 use crate::host::Host;
 use crate::plan::state::{Event, State, StateChange};
+use serde::{Deserialize, Serialize};
 
 /// `state.json` of one host, held in memory for a run.
 #[derive(Debug, Clone)]
@@ -106,5 +107,63 @@ impl StateStore {
         if let Some(last) = self.state.history.last_mut() {
             last.reason = Some(reason.to_string());
         }
+    }
+}
+
+/// The outcome of the last reconcile, whatever it was: `state.json` keeps
+/// the history of changes and failures, this says what the latest run did
+/// (an up-to-date run, a held quarantined head, a fetch that failed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRun {
+    pub at: String,
+    pub trigger: String,
+    pub exit_code: u8,
+    /// `crate::error::outcome` of the exit code.
+    pub outcome: String,
+    /// The error, when the run failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Longest error message kept in `last-run.json`.
+const MESSAGE_LIMIT: usize = 4096;
+
+impl LastRun {
+    pub fn new(trigger: &str, exit_code: u8, message: Option<String>) -> LastRun {
+        LastRun {
+            at: now(),
+            trigger: trigger.to_string(),
+            exit_code,
+            outcome: crate::error::outcome(exit_code).to_string(),
+            message: message.map(|mut m| {
+                if m.len() > MESSAGE_LIMIT {
+                    let mut end = MESSAGE_LIMIT;
+                    while !m.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    m.truncate(end);
+                }
+                m
+            }),
+        }
+    }
+
+    /// Record it: renamed into place, so readers see a whole file; not
+    /// fsynced (it is informational, and written by every no-op run).
+    pub fn save(&self, host: &dyn Host, path: &Path) -> Result<(), ApplyError> {
+        let bytes = serde_json::to_vec_pretty(self).expect("last run serialises");
+        let files = host.files();
+        let tmp = path.with_file_name(".last-run.json.tmp");
+        let _ = files.remove_file(&tmp);
+        files
+            .write_new(&tmp, &bytes, 0o600)
+            .and_then(|_| files.rename(&tmp, path))
+            .map_err(ApplyError::io("write", path))
+    }
+
+    /// The recorded last run, if any (an unreadable file is no record).
+    pub fn load(host: &dyn Host, path: &Path) -> Option<LastRun> {
+        let bytes = host.files().read(path).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 }

@@ -71,7 +71,11 @@ pub enum Command {
     /// Daemon: reconcile on the schedule, on SIGHUP and on webhooks; SIGTERM stops it.
     Run,
     /// Show what reconcile would do, with unified diffs; exit 10 if it would change anything.
-    Plan,
+    Plan {
+        /// Machine-readable output (files, secrets and steps; no diffs).
+        #[arg(long)]
+        json: bool,
+    },
     /// Deployed commit and release, last run, quarantine and drift.
     Status {
         /// Machine-readable output.
@@ -83,7 +87,11 @@ pub enum Command {
         verify: bool,
     },
     /// Releases on disk, newest first.
-    Releases,
+    Releases {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Switch back to an earlier release (default: the previous one), with the
     /// same validation, restarts and health checks; quarantines the commit it leaves.
     Rollback {

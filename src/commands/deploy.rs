@@ -54,6 +54,7 @@ pub fn fetch_app_trees(
     mirrors: &std::path::Path,
 ) -> Result<BTreeMap<String, Tree>, Error> {
     let mut trees = BTreeMap::new();
+    let deploy_repo = settings.remote()?;
     for (name, app) in &input.apps {
         let Some(git) = &app.git else { continue };
         // One mirror per app *and* URL: a changed URL never reuses old tags.
@@ -61,10 +62,10 @@ pub fn fetch_app_trees(
         let mirror = Mirror::open(&mirrors.join(format!("{name}-{key}.git")))?;
         let mut remote = Remote {
             url: git.url.clone(),
-            ..settings.remote.clone()
+            ..deploy_repo.clone()
         };
         // The host's credentials go only to the deploy repo's own server.
-        if remote.host() != settings.remote.host() {
+        if remote.host() != deploy_repo.host() {
             remote.ssh_key = None;
             remote.token_file = None;
         }
@@ -231,7 +232,7 @@ pub fn refused(
             &crate::apply::record::now(),
         );
     }
-    store.event(commit, None, "refused", trigger);
+    store.event_with(commit, None, "refused", trigger, &cause.to_string());
     if let Err(e) = store.save(host) {
         ui::warn(&format!("cannot record the refusal: {e}"));
     }
@@ -259,7 +260,7 @@ pub fn invalid(
             },
             &crate::apply::record::now(),
         );
-        store.event(commit, None, "invalid", trigger);
+        store.event_with(commit, None, "invalid", trigger, &error.to_string());
         if let Err(e) = store.save(host) {
             ui::warn(&format!("cannot record the invalid commit: {e}"));
         }

@@ -26,7 +26,9 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
     }
     let settings = Settings::resolve(&flags)?;
     trust::check_files(&settings)?;
-    crate::source::prepare(&settings.remote);
+    if let Some(remote) = &settings.remote {
+        crate::source::prepare(remote);
+    }
     let host = host_for(&settings);
     #[cfg(feature = "fault-injection")]
     {
@@ -83,9 +85,9 @@ fn dispatch(
             reconcile::run_with_metrics(settings, host, &options)
         }
         Command::Run => run::run(settings, flags),
-        Command::Plan => plan::run(settings, host),
+        Command::Plan { json } => plan::run(settings, host, json),
         Command::Status { json, verify } => status::run(settings, host, json, verify),
-        Command::Releases => releases::run(settings, host),
+        Command::Releases { json } => releases::run(settings, host, json),
         Command::Rollback { release, wait } => {
             rollback::run(settings, host, release.as_deref(), wait)
         }

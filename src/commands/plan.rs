@@ -1,6 +1,7 @@
 //! `plumb plan`: what `reconcile` would do now, with unified diffs of every
 //! rendered file against what is live. Changes nothing on the host.
 
+use serde::Serialize;
 use similar::TextDiff;
 
 use crate::apply::StateStore;
@@ -15,7 +16,28 @@ use crate::ui;
 
 use super::deploy;
 
-pub fn run(settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
+/// `plumb plan --json`.
+#[derive(Debug, Serialize)]
+struct PlanReport<'a> {
+    commit: &'a str,
+    branch: &'a str,
+    hostname: &'a str,
+    /// Whether reconcile would change the host.
+    changes: bool,
+    release: &'a str,
+    new_release: bool,
+    files: Vec<Entry>,
+    secrets: Vec<Entry>,
+    steps: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Entry {
+    name: String,
+    change: Change,
+}
+
+pub fn run(settings: &Settings, host: &dyn Host, json: bool) -> Result<u8, Error> {
     let layout = &settings.layout;
     let files = host.files();
     // The fetch writes the mirror: never at the same time as a reconcile.
@@ -23,8 +45,8 @@ pub fn run(settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
     crate::apply::record::prepare_dirs(host, layout)?;
     let mut store = StateStore::load(host, &layout.state_file())?;
     let mirror = Mirror::open(&files.real(&layout.mirror()))?;
-    let commit = mirror.fetch(&settings.remote, &settings.branch)?;
-    if let Some(q) = store.state.quarantined(&commit) {
+    let commit = mirror.fetch(settings.remote()?, &settings.branch)?;
+    if let Some(q) = store.state.quarantined(&commit).filter(|_| !json) {
         ui::line(format_args!(
             "note: {} is quarantined ({}); reconcile will not deploy it without --force",
             short(&commit),
@@ -33,6 +55,40 @@ pub fn run(settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
     }
     let desired = deploy::render_commit(settings, host, &mirror, &commit)?;
     let plan = deploy::prepare(settings, host, &mut store, &desired, "plan", true)?;
+    if json {
+        let entries = |list: Vec<(String, Change)>| {
+            list.into_iter()
+                .map(|(name, change)| Entry { name, change })
+                .collect()
+        };
+        let report = PlanReport {
+            commit: &commit,
+            branch: &settings.branch,
+            hostname: &settings.hostname,
+            changes: !plan.is_noop(),
+            release: &plan.release,
+            new_release: plan.new_release,
+            files: entries(
+                plan.changes
+                    .iter()
+                    .map(|(p, c)| (p.display().to_string(), *c))
+                    .collect(),
+            ),
+            secrets: entries(plan.secrets.clone()),
+            steps: plan
+                .actions
+                .iter()
+                .filter_map(|a| plan.shown(a))
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        ui::out(serde_json::to_string_pretty(&report).expect("plan serialises"));
+        return Ok(if plan.is_noop() {
+            exit::OK
+        } else {
+            exit::CHANGES
+        });
+    }
     if plan.is_noop() {
         ui::line(format_args!(
             "no changes: the host is at {}",

@@ -2,6 +2,7 @@
 
 use crate::apply::journal::{self, Resume};
 use crate::apply::observe::{self, Depth};
+use crate::apply::record::LastRun;
 use crate::apply::{Executor, StateStore, release};
 use crate::error::{Error, exit};
 use crate::host::{Host, lock};
@@ -33,12 +34,25 @@ pub fn run_with_metrics(
 ) -> Result<u8, Error> {
     let started = std::time::Instant::now();
     let result = run(settings, host, options);
-    if let (Some(path), false) = (&settings.metrics_file, options.dry_run) {
+    let code = match &result {
+        Ok(code) => *code,
+        Err(e) => e.exit_code(),
+    };
+    // A run that could not take the lock did nothing: the run holding it
+    // records its own outcome.
+    if options.dry_run || code == exit::LOCKED {
+        return result;
+    }
+    let message = result.as_ref().err().map(|e| e.to_string());
+    let last = LastRun::new(&options.trigger, code, message);
+    if let Err(e) = last.save(host, &settings.layout.last_run()) {
+        ui::warn(&format!("cannot record the run: {e}"));
+    }
+    if let Some(path) = &settings.metrics_file {
         let state = StateStore::load(host, &settings.layout.state_file())
             .map(|s| s.state)
             .unwrap_or_default();
-        let written =
-            crate::daemon::metrics::write(host, path, &state, result.is_ok(), started.elapsed());
+        let written = crate::daemon::metrics::write(host, path, &state, &last, started.elapsed());
         if let Err(e) = written {
             ui::warn(&format!("cannot write metrics: {e}"));
         }
@@ -55,7 +69,7 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
     crate::apply::record::prepare_dirs(host, layout)?;
     let mut store = StateStore::load(host, &layout.state_file())?;
     let mirror = Mirror::open(&files.real(&layout.mirror()))?;
-    let commit = mirror.fetch(&settings.remote, &settings.branch)?;
+    let commit = mirror.fetch(settings.remote()?, &settings.branch)?;
     let exec = Executor {
         host,
         layout,

@@ -1,6 +1,8 @@
 //! `plumb releases`: the releases on disk, newest first, marking the current
 //! one and the ones that failed.
 
+use serde::Serialize;
+
 use crate::apply::{StateStore, release};
 use crate::error::{ApplyError, Error, exit};
 use crate::host::Host;
@@ -8,25 +10,38 @@ use crate::plan::short;
 use crate::spec::settings::Settings;
 use crate::ui;
 
-pub fn run(settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
+/// One release, as `--json` prints it.
+#[derive(Debug, Serialize)]
+struct Entry {
+    id: String,
+    commit: Option<String>,
+    created: Option<String>,
+    current: bool,
+    /// What happened to it, when not simply deployed: rolled back,
+    /// quarantined (with the reason's first line), an unreadable record.
+    notes: Vec<String>,
+}
+
+pub fn run(settings: &Settings, host: &dyn Host, json: bool) -> Result<u8, Error> {
     let layout = &settings.layout;
     let store = StateStore::load(host, &layout.state_file())?;
     let state = &store.state;
     let current = release::current_id(host, layout);
     let ids = release::list(host, layout).map_err(ApplyError::io("list", layout.releases()))?;
-    if ids.is_empty() {
-        ui::out("no releases yet");
-    }
+    let mut entries = Vec::new();
     for id in ids.iter().rev() {
+        let is_current = current.as_deref() == Some(id.as_str());
         let Some(info) = release::load(host, layout, id) else {
-            ui::out(format_args!("  {id}  (unreadable release.json)"));
+            entries.push(Entry {
+                id: id.clone(),
+                commit: None,
+                created: None,
+                current: is_current,
+                notes: vec!["unreadable release.json".into()],
+            });
             continue;
         };
-        let is_current = current.as_deref() == Some(id.as_str());
-        let mut marks = Vec::new();
-        if is_current {
-            marks.push("current".to_string());
-        }
+        let mut notes = Vec::new();
         if let Some(event) = state
             .history
             .iter()
@@ -35,25 +50,48 @@ pub fn run(settings: &Settings, host: &dyn Host) -> Result<u8, Error> {
             && event.result != "deployed"
             && event.result != "no changes"
         {
-            marks.push(event.result.clone());
+            notes.push(event.result.clone());
         }
         if let Some(q) = state.quarantined(&info.commit) {
-            marks.push(format!(
+            notes.push(format!(
                 "quarantined: {}",
                 q.reason.lines().next().unwrap_or_default()
             ));
         }
-        let star = if is_current { "*" } else { " " };
+        entries.push(Entry {
+            id: id.clone(),
+            commit: Some(info.commit),
+            created: Some(info.created),
+            current: is_current,
+            notes,
+        });
+    }
+    if json {
+        ui::out(serde_json::to_string_pretty(&entries).expect("releases serialise"));
+        return Ok(exit::OK);
+    }
+    if entries.is_empty() {
+        ui::out("no releases yet");
+    }
+    for entry in &entries {
+        let mut marks = entry.notes.clone();
+        if entry.current {
+            marks.insert(0, "current".into());
+        }
+        let star = if entry.current { "*" } else { " " };
         let marks = if marks.is_empty() {
             String::new()
         } else {
             format!("  ({})", marks.join("; "))
         };
-        ui::out(format_args!(
-            "{star} {id}  {}  {}{marks}",
-            short(&info.commit),
-            info.created
-        ));
+        match (&entry.commit, &entry.created) {
+            (Some(commit), Some(created)) => ui::out(format_args!(
+                "{star} {}  {}  {created}{marks}",
+                entry.id,
+                short(commit)
+            )),
+            _ => ui::out(format_args!("{star} {}{marks}", entry.id)),
+        }
     }
     Ok(exit::OK)
 }

@@ -120,6 +120,8 @@ pub const TRIGGER_VAR: &str = "PLUMB_TRIGGER";
 
 /// Run the daemon until SIGTERM or SIGINT.
 pub fn run(settings: &Settings, flags: &Flags) -> Result<u8, Error> {
+    // Every run it starts fetches: no repo is a config error now, not later.
+    settings.remote()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

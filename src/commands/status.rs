@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::apply::observe::{self, Depth, Drift};
+use crate::apply::record::LastRun;
 use crate::apply::{StateStore, release};
 use crate::error::{Error, exit};
 use crate::host::Host;
@@ -23,8 +24,10 @@ pub struct Status {
     pub deployed_at: Option<String>,
     /// `current` as it is on disk (normally the same as `release`).
     pub current: Option<String>,
+    /// The outcome of the last reconcile, whatever it was.
+    pub last_run: Option<LastRun>,
     /// The last run that changed something or failed, with its trigger.
-    pub last_run: Option<Event>,
+    pub last_change: Option<Event>,
     /// When `plumb run` will reconcile next (if the daemon is running).
     pub next_run: Option<String>,
     pub quarantine: Vec<Quarantined>,
@@ -41,7 +44,8 @@ pub fn status(settings: &Settings, host: &dyn Host, depth: Depth) -> Result<Stat
         release: state.deployed.as_ref().map(|d| d.release.clone()),
         deployed_at: state.deployed.as_ref().map(|d| d.at.clone()),
         current: release::current_id(host, layout),
-        last_run: state.history.last().cloned(),
+        last_run: LastRun::load(host, &layout.last_run()),
+        last_change: state.history.last().cloned(),
         next_run: host
             .files()
             .read(std::path::Path::new(NEXT_RUN))
@@ -71,12 +75,21 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool, verify: bool) -> Re
     }
     if let Some(run) = &status.last_run {
         ui::out(format_args!(
-            "last run: {} {} {}",
-            run.at,
-            run.result,
-            short(&run.commit)
+            "last run: {} {} (exit {}, {})",
+            run.at, run.outcome, run.exit_code, run.trigger
         ));
-        if let Some(reason) = &run.reason {
+        if let Some(first) = run.message.as_deref().and_then(|m| m.lines().next()) {
+            ui::out(format_args!("  {first}"));
+        }
+    }
+    if let Some(change) = &status.last_change {
+        ui::out(format_args!(
+            "last change: {} {} {}",
+            change.at,
+            change.result,
+            short(&change.commit)
+        ));
+        if let Some(reason) = &change.reason {
             ui::out(format_args!("  because: {reason}"));
         }
     }

@@ -11,11 +11,11 @@ use crate::spec::settings::{Settings, check_trusted_file};
 
 /// Check every file the host config names that holds keys or credentials.
 pub fn check_files(settings: &Settings) -> Result<(), ConfigError> {
-    let remote = &settings.remote;
+    let remote = settings.remote.as_ref();
     let files = [
-        remote.ssh_key.as_deref(),
-        remote.known_hosts.as_deref(),
-        remote.token_file.as_deref(),
+        remote.and_then(|r| r.ssh_key.as_deref()),
+        remote.and_then(|r| r.known_hosts.as_deref()),
+        remote.and_then(|r| r.token_file.as_deref()),
         settings.trust.allowed_signers.as_deref(),
         settings.trust.openpgp_certs.as_deref(),
         settings.webhook.as_ref().map(|w| w.secret_file.as_path()),

@@ -5,18 +5,24 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::error::ApplyError;
+use crate::apply::record::LastRun;
+use crate::error::{ApplyError, exit};
 use crate::host::Host;
 use crate::plan::state::State;
 
-/// Write the metrics of a run that ended `ok` (or not) after `took`.
+/// Write the metrics of the run `last`, which took `took`.
+///
+/// A run that holds the host on its release because the branch head is
+/// quarantined (exit 8) is a success here: the failure was reported once,
+/// by the run that failed; `plumb_head_quarantined` stays 1 while it lasts.
 pub fn write(
     host: &dyn Host,
     path: &Path,
     state: &State,
-    ok: bool,
+    last: &LastRun,
     took: Duration,
 ) -> Result<(), ApplyError> {
+    let ok = matches!(last.exit_code, exit::OK | exit::QUARANTINED);
     let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
     // The last success survives failed runs: read it back from the file.
     let previous = host
@@ -47,9 +53,21 @@ pub fn write(
     );
     metric(
         "plumb_last_run_success",
-        "1 if the last reconcile succeeded (deployed or up to date).",
+        "1 if the last reconcile succeeded (deployed, up to date, or holding on a quarantined head).",
         "gauge",
         format!(" {}", ok as u8),
+    );
+    metric(
+        "plumb_last_run_exit_code",
+        "The exit code of the last reconcile (docs/troubleshooting.md).",
+        "gauge",
+        format!(" {}", last.exit_code),
+    );
+    metric(
+        "plumb_head_quarantined",
+        "1 while the branch head is a quarantined commit and the host stays on its release.",
+        "gauge",
+        format!(" {}", (last.exit_code == exit::QUARANTINED) as u8),
     );
     metric(
         "plumb_last_success_timestamp_seconds",

@@ -44,6 +44,10 @@ impl Layout {
     pub fn journal(&self) -> PathBuf {
         self.state_dir.join("journal.json")
     }
+    /// The outcome of the last reconcile, whatever it was.
+    pub fn last_run(&self) -> PathBuf {
+        self.state_dir.join("last-run.json")
+    }
     pub fn calls_log(&self) -> PathBuf {
         self.state_dir.join("host-calls.log")
     }

@@ -159,7 +159,10 @@ pub struct Flags {
 pub struct Settings {
     /// `/`, or the sandbox directory every host path is placed under.
     pub root: PathBuf,
-    pub remote: Remote,
+    /// The deploy repo; only commands that fetch need one (`remote()`).
+    pub remote: Option<Remote>,
+    /// The host config file these settings came from.
+    pub config_path: PathBuf,
     pub branch: String,
     /// Sub-directory of the repo holding `deploy.yaml` ("" for the top).
     pub subpath: String,
@@ -275,13 +278,7 @@ impl Settings {
         config_path: PathBuf,
         config: HostConfig,
     ) -> Result<Settings, ConfigError> {
-        let url = flags
-            .repo
-            .clone()
-            .or(config.repo)
-            .ok_or(ConfigError::NoRepo {
-                config: config_path.clone(),
-            })?;
+        let url = flags.repo.clone().or(config.repo);
         let state_dir = flags
             .state_dir
             .clone()
@@ -391,13 +388,14 @@ impl Settings {
             },
             roots: AllowedRoots::new(&config.allow_paths, &state_dir),
             root,
-            remote: Remote {
+            remote: url.map(|url| Remote {
                 url,
                 ssh_key: config.ssh.key_file,
                 known_hosts: config.ssh.known_hosts,
                 token_file: config.https.token_file,
                 username: config.https.username,
-            },
+            }),
+            config_path,
             branch: flags
                 .branch
                 .clone()
@@ -410,6 +408,13 @@ impl Settings {
             keep_releases,
             record,
             commands,
+        })
+    }
+
+    /// The deploy repo, for the commands that fetch it.
+    pub fn remote(&self) -> Result<&Remote, ConfigError> {
+        self.remote.as_ref().ok_or_else(|| ConfigError::NoRepo {
+            config: self.config_path.clone(),
         })
     }
 

@@ -57,7 +57,8 @@ fn status_reports_drift_without_repairing_it() {
     let clean = status(&sandbox);
     assert_eq!(clean["commit"], repo.git(&["rev-parse", "HEAD"]).trim());
     assert_eq!(clean["release"], sandbox.current_release());
-    assert_eq!(clean["last_run"]["result"], "deployed");
+    assert_eq!(clean["last_change"]["result"], "deployed");
+    assert_eq!(clean["last_run"]["outcome"], "ok");
     assert_eq!(clean["quarantine"], serde_json::json!([]));
     assert_eq!(clean["drift"], serde_json::json!([]));
 

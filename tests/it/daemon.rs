@@ -211,6 +211,7 @@ fn webhook_and_sighup_trigger_reconciles_and_sigterm_stops_the_daemon() {
             .stdout,
     )
     .unwrap();
+    assert_eq!(status["last_change"]["trigger"], "signal");
     assert_eq!(status["last_run"]["trigger"], "signal");
     assert!(
         status["next_run"]

@@ -16,6 +16,7 @@ mod https;
 mod lock;
 mod nginx;
 mod nspawn;
+mod operator;
 mod reconcile;
 mod regressions;
 mod safety;

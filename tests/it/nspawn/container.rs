@@ -255,7 +255,10 @@ fn unit_properties() -> Vec<String> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter(|l| {
             let key = l.split('=').next().unwrap_or("");
-            !matches!(key, "Type" | "ExecStart" | "TimeoutStartSec")
+            !matches!(
+                key,
+                "Type" | "ExecStart" | "TimeoutStartSec" | "SuccessExitStatus"
+            )
         })
         .flat_map(|l| ["-p".to_string(), l.to_string()])
         .collect()

@@ -60,6 +60,11 @@ fn the_example_runs_for_real_and_plumb_restarts_exactly_what_it_says() {
     assert!(dashboard.contains("MicroBlog"), "{dashboard}");
     assert_eq!(host.needing_reload(), Vec::<String>::new());
 
+    // plan agrees with the run that just finished: nothing to do.
+    let plan = host.c.plumb(&["plan"]);
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("no changes"), "{}", plan.stdout);
+
     // Up to date: nothing starts, nothing reloads.
     let before = host.invocations();
     let run = host.reconcile().ok();

@@ -51,9 +51,26 @@ fn a_release_that_crashes_at_start_is_rolled_back_with_its_service_active() {
     );
     assert!(!status.contains(&format!("deployed: {bad}")), "{status}");
 
-    // The next run leaves the quarantined head alone: no restart.
+    // The next run leaves the quarantined head alone: no restart. Under
+    // the shipped unit, that steady state does not fail plumb.service
+    // again (the failed run did, once); status says what holds the host.
     let before = host.invocations();
     host.reconcile().fails_with(8, "quarantined");
+    assert_eq!(host.invocations(), before);
+    host.c.write(
+        "/etc/systemd/system/plumb.service",
+        include_str!("../../../systemd/plumb.service"),
+        "0644",
+    );
+    host.c
+        .ok("systemctl daemon-reload && systemctl start plumb.service");
+    assert_eq!(host.c.show("plumb.service", "Result"), "success");
+    assert_eq!(host.c.show("plumb.service", "ExecMainStatus"), "8");
+    let status = host.c.ok("plumb status");
+    assert!(
+        status.contains("held (quarantined head) (exit 8, timer)"),
+        "{status}"
+    );
     assert_eq!(host.invocations(), before);
 
     // The fix deploys.

@@ -142,6 +142,7 @@ impl Error {
             Error::Lock(LockError::Held { .. }) => exit::LOCKED,
             Error::Lock(LockError::Io { .. }) => exit::APPLY,
             Error::Fetch(_) => exit::FETCH,
+            Error::Invalid(e) if !e.is_the_commits() => exit::CONFIG,
             Error::Invalid(_) | Error::Plan(_) => exit::INVALID,
             Error::Untrusted(crate::source::trust::Untrusted::Rewind { .. }) => exit::REWIND,
             Error::Untrusted(crate::source::trust::Untrusted::Signature { .. }) => exit::UNTRUSTED,
@@ -259,6 +260,19 @@ pub enum InvalidError {
     },
     #[error("{0}")]
     Path(#[from] crate::spec::paths::PathError),
+    /// The repo requires an overlay per host and this host has none: the
+    /// host's name is wrong (or the overlay missing), not the commit.
+    #[error(
+        "{file} not found, and deploy.yaml requires an overlay for every host (require_overlay: true): check this host's name (--hostname, or `hostname:` in the host config), or add {file}"
+    )]
+    NoOverlay { hostname: String, file: String },
+}
+
+impl InvalidError {
+    /// Whether the commit is to blame (and may be quarantined).
+    pub fn is_the_commits(&self) -> bool {
+        !matches!(self, InvalidError::NoOverlay { .. })
+    }
 }
 
 /// Changing the host failed part-way.

@@ -252,7 +252,7 @@ pub fn invalid(
     trigger: &str,
 ) -> Error {
     let live = store.state.deployed.as_ref().map(|d| d.commit.as_str());
-    if matches!(error, Error::Invalid(_)) && live != Some(commit) {
+    if matches!(&error, Error::Invalid(e) if e.is_the_commits()) && live != Some(commit) {
         store.state.change(
             &StateChange::Quarantine {
                 commit: commit.to_string(),
@@ -319,6 +319,14 @@ pub fn print_changes(plan: &Plan) {
             Change::Removed => "- secret {key} removed",
         };
         ui::line(format_args!("  {}", what.replace("{key}", key)));
+    }
+}
+
+/// Which overlay the host got, for the first line of a deploy or plan.
+pub fn overlay_note(desired: &Desired) -> String {
+    match &desired.overlay {
+        Some(file) => format!("overlay {file}"),
+        None => "no overlay: deploy.yaml as it is".into(),
     }
 }
 

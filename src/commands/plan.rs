@@ -22,6 +22,8 @@ struct PlanReport<'a> {
     commit: &'a str,
     branch: &'a str,
     hostname: &'a str,
+    /// The host overlay applied, if any.
+    overlay: Option<&'a str>,
     /// Whether reconcile would change the host.
     changes: bool,
     release: &'a str,
@@ -65,6 +67,7 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool) -> Result<u8, Error
             commit: &commit,
             branch: &settings.branch,
             hostname: &settings.hostname,
+            overlay: desired.overlay.as_deref(),
             changes: !plan.is_noop(),
             release: &plan.release,
             new_release: plan.new_release,
@@ -97,10 +100,11 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool) -> Result<u8, Error
         return Ok(exit::OK);
     }
     ui::line(format_args!(
-        "plan for {} ({}) on host {}",
+        "plan for {} ({}) on host {} ({})",
         short(&commit),
         settings.branch,
-        settings.hostname
+        settings.hostname,
+        deploy::overlay_note(&desired)
     ));
     deploy::print_changes(&plan);
     deploy::print_steps(&plan);

@@ -155,10 +155,11 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
         "deploying"
     };
     ui::line(format_args!(
-        "{verb} {} ({}) for host {}",
+        "{verb} {} ({}) for host {} ({})",
         short(&commit),
         settings.branch,
-        settings.hostname
+        settings.hostname,
+        deploy::overlay_note(&desired)
     ));
     deploy::print_changes(&plan);
     if options.dry_run {

@@ -17,6 +17,8 @@ pub struct Desired {
     pub commit: String,
     /// Fingerprint of the host settings it was rendered with.
     pub fingerprint: String,
+    /// The host overlay applied (`hosts/<hostname>.yaml`), if any.
+    pub overlay: Option<String>,
     /// Managed files by absolute host path.
     pub files: BTreeMap<PathBuf, DesiredFile>,
     /// Units that should be enabled and running, in start order.

@@ -52,6 +52,7 @@ pub fn render(
         desired: Desired {
             commit: facts.commit.to_string(),
             fingerprint: facts.fingerprint.to_string(),
+            overlay: input.overlay.clone(),
             ..Desired::default()
         },
         roots,

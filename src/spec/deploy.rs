@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use super::app::*;
+use super::overlay::{HostFile, merge};
 use super::tree::Tree;
 use super::yaml;
 use crate::error::InvalidError;
@@ -25,18 +26,10 @@ pub struct DeployFile {
     pub apps: BTreeMap<String, App>,
     #[serde(default)]
     pub files: Vec<FileSpec>,
-}
-
-/// `hosts/<hostname>.yaml`: merged over `deploy.yaml` for that host.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HostFile {
-    #[serde(default)]
-    pub vars: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    pub apps: BTreeMap<String, App>,
-    #[serde(default)]
-    pub files: Vec<FileSpec>,
+    /// Refuse to deploy a host without its own `hosts/<hostname>.yaml`
+    /// (so a misspelt host name never gets the base configuration).
+    #[serde(default, deserialize_with = "super::app::strict::bool")]
+    pub require_overlay: bool,
 }
 
 /// One application and everything the host runs for it.
@@ -80,6 +73,8 @@ pub struct App {
 #[derive(Debug, Clone)]
 pub struct DeployInput {
     pub hostname: String,
+    /// The overlay applied (`hosts/<hostname>.yaml`), if there was one.
+    pub overlay: Option<String>,
     pub vars: BTreeMap<String, serde_json::Value>,
     /// Enabled apps only.
     pub apps: BTreeMap<String, App>,
@@ -106,76 +101,25 @@ pub fn load(tree: &Tree, hostname: &str) -> Result<DeployInput, InvalidError> {
         });
     }
     let overlay_name = format!("hosts/{hostname}.yaml");
-    let overlay: HostFile = match tree.read_text(&overlay_name)? {
+    let (overlay, applied): (HostFile, _) = match tree.read_text(&overlay_name)? {
         Some(text) => {
             check_size(&overlay_name, &text)?;
-            yaml::parse(&overlay_name, &text)?
+            (yaml::parse(&overlay_name, &text)?, Some(overlay_name))
         }
-        None => HostFile::default(),
+        None if base.require_overlay => {
+            return Err(InvalidError::NoOverlay {
+                hostname: hostname.to_string(),
+                file: overlay_name,
+            });
+        }
+        None => (HostFile::default(), None),
     };
-    let input = merge(base, overlay, hostname);
+    let input = merge(base, overlay, hostname, applied);
     for (name, app) in &input.apps {
         check_app_name(name)?;
         super::validate::app(name, app)?;
     }
     Ok(input)
-}
-
-/// Overlay rules: `vars` merge deeply (the host wins), an app's sections
-/// (`service`, `site`, `backup`, `files`, …) replace the base's one by one, and
-/// `files` are added, replacing base entries with the same path.
-fn merge(base: DeployFile, host: HostFile, hostname: &str) -> DeployInput {
-    let mut vars = base.vars;
-    for (key, value) in host.vars {
-        merge_value(vars.entry(key).or_insert(serde_json::Value::Null), value);
-    }
-    let mut apps = base.apps;
-    for (name, over) in host.apps {
-        let app = apps.entry(name).or_default();
-        macro_rules! take {
-            ($($field:ident),*) => { $( if over.$field.is_some() { app.$field = over.$field; } )* };
-        }
-        take!(
-            enabled,
-            user,
-            source,
-            git,
-            service,
-            site,
-            backup,
-            files,
-            health,
-            build,
-            timeout,
-            shared,
-            hooks,
-            secrets,
-            create_user
-        );
-    }
-    apps.retain(|_, app| app.enabled != Some(false));
-    let mut files = base.files;
-    for file in host.files {
-        files.retain(|f| f.path != file.path);
-        files.push(file);
-    }
-    DeployInput {
-        hostname: hostname.to_string(),
-        vars,
-        apps,
-        files,
-    }
-}
-
-fn merge_value(into: &mut serde_json::Value, from: serde_json::Value) {
-    match (into, from) {
-        (serde_json::Value::Object(into), serde_json::Value::Object(from)) => {
-            for (key, value) in from {
-                merge_value(into.entry(key).or_insert(serde_json::Value::Null), value);
-            }
-        }
-        (into, from) => *into = from,
-    }
 }
 
 /// Largest `deploy.yaml` or overlay plumb reads.
@@ -239,25 +183,6 @@ mod tests {
         let input = load(&t, "h").unwrap();
         assert_eq!(input.files[0].mode, Mode(0o640));
         assert_eq!(input.vars["answer"], serde_json::json!("no"));
-    }
-
-    #[test]
-    fn overlay_merges_vars_and_replaces_sections() {
-        let t = tree(&[
-            (
-                "deploy.yaml",
-                "version: 1\nvars: {a: {x: 1, y: 2}}\napps:\n  web: {user: web, source: app}\n  old: {user: o}\n",
-            ),
-            (
-                "hosts/h1.yaml",
-                "vars: {a: {y: 3}}\napps:\n  web: {user: www}\n  old: {enabled: false}\n",
-            ),
-        ]);
-        let input = load(&t, "h1").unwrap();
-        assert_eq!(input.vars["a"], serde_json::json!({"x": 1, "y": 3}));
-        assert_eq!(input.apps["web"].user.as_deref(), Some("www"));
-        assert_eq!(input.apps["web"].source.as_deref(), Some("app"));
-        assert!(!input.apps.contains_key("old"));
     }
 
     #[test]

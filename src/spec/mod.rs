@@ -12,6 +12,7 @@ pub mod app;
 pub mod deploy;
 pub mod health;
 pub mod layout;
+pub mod overlay;
 pub mod paths;
 pub mod remote;
 pub mod schedule;

@@ -70,7 +70,7 @@ impl GitRepo {
             "    backup:\n",
         );
         let staging = repo.read("hosts/staging.yaml");
-        let staging = cut(&staging, "          basic_auth:\n", "    backup:\n");
+        let staging = cut(&staging, "          basic_auth:\n", "    # Staging data");
         repo.write("hosts/staging.yaml", &staging);
         repo.write("deploy.yaml", &yaml).commit("minimal");
         repo

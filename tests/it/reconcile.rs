@@ -271,12 +271,27 @@ fn host_overlay_is_merged_for_its_host_only() {
         "{site}"
     );
     assert!(!site.contains("ssl"), "staging has no TLS:\n{site}");
-    let timer =
-        fs::read_to_string(staging.path("/etc/systemd/system/microblog-backup.timer")).unwrap();
-    assert!(timer.contains("OnCalendar=Sun *-*-* 00:00:00"), "{timer}");
+    // `backup: null` in the overlay: no backup units on staging.
+    assert!(
+        !staging
+            .path("/etc/systemd/system/microblog-backup.timer")
+            .exists()
+    );
+    let out = staging.reconcile(&repo).ok();
+    assert!(out.stdout.contains("up to date"), "{}", out.stdout);
 
     let prod = Sandbox::new();
-    prod.reconcile(&repo).ok();
+    let out = prod.reconcile(&repo).ok();
+    assert!(
+        out.stdout
+            .contains("for host blog1 (no overlay: deploy.yaml as it is)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        prod.path("/etc/systemd/system/microblog-backup.timer")
+            .exists()
+    );
     let site = fs::read_to_string(prod.path(SITE)).unwrap();
     assert!(
         site.contains("return 301 https://$host$request_uri;"),

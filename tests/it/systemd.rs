@@ -128,10 +128,15 @@ fn plumbs_own_units_pass_systemd_analyze_verify() {
 
 #[test]
 fn rendered_backup_units_pass_systemd_analyze_verify() {
-    // The backup service and timer as rendered for the staging host too.
+    // The backup service and timer with another schedule form (@weekly).
     let repo = GitRepo::example();
+    repo.write(
+        "hosts/weekly.yaml",
+        "apps:\n  microblog:\n    backup:\n      schedule: \"@weekly\"\n      sqlite: [/var/lib/plumb/shared/microblog/microblog.db]\n      destination: /var/backups/microblog\n",
+    )
+    .commit("weekly");
     let mut sandbox = Sandbox::new();
-    sandbox.hostname = "staging".into();
+    sandbox.hostname = "weekly".into();
     sandbox.reconcile(&repo).ok();
     let units = ["microblog-backup.service", "microblog-backup.timer"];
     let root = verify_root(

@@ -4,7 +4,7 @@
 //! an error or a desired state, never a panic, a hang or unbounded memory.
 #![no_main]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use libfuzzer_sys::fuzz_target;
@@ -37,6 +37,17 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let roots = AllowedRoots::new(&[PathBuf::from("/srv")], Path::new("/var/lib/plumb"));
+    // Half the inputs render their sites as if no certificate were issued.
+    let missing: BTreeSet<PathBuf> = if data.len() % 2 == 1 {
+        input
+            .apps
+            .values()
+            .filter_map(|app| app.site.as_ref()?.tls.as_ref())
+            .flat_map(|tls| [PathBuf::from(&tls.certificate), PathBuf::from(&tls.key)])
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     let facts = HostFacts {
         commit: "0123456789abcdef0123456789abcdef01234567",
         fingerprint: "fuzz",
@@ -44,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
         roots: &roots,
         app_trees: &BTreeMap::new(),
         limits: &Limits::default(),
+        missing: &missing,
     };
     let _ = render::render(&tree, &input, &facts);
 });

@@ -39,6 +39,9 @@ pub enum Drift {
     Secrets { release: String },
     /// `current` is not the release state.json records, or a run was interrupted.
     Current { detail: String },
+    /// A site served over HTTP while its certificate was missing: the
+    /// certificate is there now, and its TLS part can be deployed.
+    TlsReady { app: String, certificate: String },
 }
 
 impl std::fmt::Display for Drift {
@@ -52,6 +55,12 @@ impl std::fmt::Display for Drift {
                 write!(f, "the secrets of release {release} are not in place")
             }
             Drift::Current { detail } => write!(f, "{detail}"),
+            Drift::TlsReady { app, certificate } => {
+                write!(
+                    f,
+                    "{app}: certificate {certificate} issued: TLS to be enabled"
+                )
+            }
         }
     }
 }
@@ -163,7 +172,25 @@ pub fn detect(host: &dyn Host, layout: &Layout, state: &State, depth: Depth) -> 
     let (inactive, failed) = unit_states(host, &info.units);
     found.extend(inactive.into_iter().map(|unit| Drift::Inactive { unit }));
     found.extend(failed.into_iter().map(|unit| Drift::Failed { unit }));
+    found.extend(tls_ready(host, &info));
     found
+}
+
+/// Sites of the release waiting for a certificate that now exists.
+fn tls_ready(host: &dyn Host, info: &ReleaseInfo) -> Vec<Drift> {
+    let files = host.files();
+    info.tls_pending
+        .iter()
+        .filter(|t| {
+            [&t.certificate, &t.key]
+                .iter()
+                .all(|f| files.stat(Path::new(f.as_str())).is_ok())
+        })
+        .map(|t| Drift::TlsReady {
+            app: t.app.clone(),
+            certificate: t.certificate.clone(),
+        })
+        .collect()
 }
 
 /// Keys of `info` whose file is missing or has other bytes or mode.

@@ -30,6 +30,8 @@ pub fn prepare_dirs(
         (layout.mirror(), 0o700),
         (layout.app_mirrors(), 0o700),
         (layout.state_dir.join("backups"), 0o700),
+        // ACME challenges, served by nginx (docs/tls.md).
+        (layout.acme(), 0o755),
     ];
     for (dir, mode) in dirs {
         files
@@ -153,6 +155,11 @@ impl LastRun {
     pub fn save(&self, host: &dyn Host, path: &Path) -> Result<(), ApplyError> {
         let bytes = serde_json::to_vec_pretty(self).expect("last run serialises");
         let files = host.files();
+        if let Some(dir) = path.parent() {
+            files
+                .create_dir_all(dir)
+                .map_err(ApplyError::io("create", dir))?;
+        }
         let tmp = path.with_file_name(".last-run.json.tmp");
         let _ = files.remove_file(&tmp);
         files

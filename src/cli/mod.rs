@@ -101,6 +101,15 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Render a deploy repo working tree for this host (--hostname) into
+    /// OUT, in the host's layout, without deploying anything.
+    Render {
+        /// The deploy repo directory [default: .].
+        dir: Option<PathBuf>,
+        /// An empty or new directory to write the files into.
+        #[arg(long, value_name = "OUT")]
+        out: PathBuf,
+    },
     /// Render a deploy repo working tree for every host it defines and check
     /// it (templates, paths, nginx -t, systemd-analyze verify).
     Validate {

@@ -2,7 +2,8 @@
 //! release (build it when it differs from the current one), plan, execute,
 //! and turn failures into errors that say whose fault they are.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use sha2::Digest;
 
@@ -35,6 +36,7 @@ pub fn render_commit(
     let mirrors = host.files().real(&settings.layout.app_mirrors());
     let app_trees = fetch_app_trees(settings, &input, &mirrors)?;
     let fingerprint = settings.fingerprint();
+    let missing = missing_certificates(host, &input);
     let facts = HostFacts {
         commit,
         fingerprint: &fingerprint,
@@ -42,8 +44,30 @@ pub fn render_commit(
         roots: &settings.roots,
         app_trees: &app_trees,
         limits: &settings.limits,
+        missing: &missing,
     };
-    Ok(render::render(&tree, &input, &facts)?)
+    let desired = render::render(&tree, &input, &facts)?;
+    for t in &desired.tls_pending {
+        ui::warn(&format!(
+            "{}: no certificate at {} yet: the site is served over HTTP (and answers ACME challenges) until it exists, then TLS is enabled by the next run (docs/tls.md)",
+            t.app, t.certificate
+        ));
+    }
+    Ok(desired)
+}
+
+/// The TLS certificate and key files the sites name that this host does
+/// not have (yet).
+fn missing_certificates(host: &dyn Host, input: &DeployInput) -> BTreeSet<PathBuf> {
+    let files = host.files();
+    input
+        .apps
+        .values()
+        .filter_map(|app| app.site.as_ref()?.tls.as_ref())
+        .flat_map(|tls| [&tls.certificate, &tls.key])
+        .map(PathBuf::from)
+        .filter(|path| files.stat(path).is_err())
+        .collect()
 }
 
 /// Fetch (when not already there) the pinned git source of every app that

@@ -6,6 +6,7 @@ mod deploy;
 pub mod plan;
 pub mod reconcile;
 pub mod releases;
+pub mod render;
 pub mod rollback;
 pub mod run;
 pub mod status;
@@ -20,7 +21,7 @@ use crate::spec::settings::{Flags, Settings};
 /// Run the command `cli` asks for; returns the exit code on success.
 pub fn run(cli: Cli) -> Result<u8, Error> {
     let mut flags = flags(cli.common);
-    if let Command::Validate { .. } = cli.command {
+    if let Command::Validate { .. } | Command::Render { .. } = cli.command {
         // Validation renders a working tree; no remote is involved.
         flags.repo.get_or_insert_with(|| ".".into());
     }
@@ -91,6 +92,10 @@ fn dispatch(
         Command::Rollback { release, wait } => {
             rollback::run(settings, host, release.as_deref(), wait)
         }
+        Command::Render { dir, out } => {
+            let dir = dir.as_deref().unwrap_or(std::path::Path::new("."));
+            render::run(settings, dir, &out)
+        }
         Command::Validate {
             dir,
             signatures,
@@ -103,7 +108,7 @@ fn dispatch(
                 settings.trust.allowed_signers = allowed_signers;
                 settings.trust.openpgp_certs = openpgp_certs;
             }
-            let code = validate::run(&settings, dir)?;
+            let code = validate::run(&settings, dir, flags.hostname.as_deref())?;
             match signatures {
                 Some(range) => {
                     let policy = trust::policy(&settings)?;

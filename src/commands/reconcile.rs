@@ -1,5 +1,7 @@
 //! `plumb reconcile --once`: fetch, verify, render, prepare, plan, apply.
 
+use std::path::Path;
+
 use crate::apply::journal::{self, Resume};
 use crate::apply::observe::{self, Depth};
 use crate::apply::record::LastRun;
@@ -45,7 +47,7 @@ pub fn run_with_metrics(
     }
     let message = result.as_ref().err().map(|e| e.to_string());
     let last = LastRun::new(&options.trigger, code, message);
-    if let Err(e) = last.save(host, &settings.layout.last_run()) {
+    if let Err(e) = last.save(host, Path::new(super::status::LAST_RUN)) {
         ui::warn(&format!("cannot record the run: {e}"));
     }
     if let Some(path) = &settings.metrics_file {

@@ -1,6 +1,8 @@
 //! `plumb status [--json] [--verify]`: what is deployed, the last run,
 //! quarantine and drift. Reads only; takes no lock and fetches nothing.
 
+use std::path::Path;
+
 use serde::Serialize;
 
 use crate::apply::observe::{self, Depth, Drift};
@@ -10,11 +12,16 @@ use crate::error::{Error, exit};
 use crate::host::Host;
 use crate::plan::short;
 use crate::plan::state::{Event, Quarantined};
+use crate::render::desired::TlsPending;
 use crate::spec::settings::Settings;
 use crate::ui;
 
 /// Where the daemon publishes its next run for `plumb status`.
 pub const NEXT_RUN: &str = "/run/plumb/next-run";
+
+/// The outcome of the last reconcile (on tmpfs: an up-to-date run writes
+/// nothing to disk; gone after a reboot, until the next run).
+pub const LAST_RUN: &str = "/run/plumb/last-run.json";
 
 /// The report, as printed with `--json`.
 #[derive(Debug, Serialize)]
@@ -32,6 +39,9 @@ pub struct Status {
     pub next_run: Option<String>,
     pub quarantine: Vec<Quarantined>,
     pub drift: Vec<Drift>,
+    /// Sites of the current release served over HTTP until their
+    /// certificate exists.
+    pub tls_pending: Vec<TlsPending>,
 }
 
 /// Gather the status of the host.
@@ -44,7 +54,7 @@ pub fn status(settings: &Settings, host: &dyn Host, depth: Depth) -> Result<Stat
         release: state.deployed.as_ref().map(|d| d.release.clone()),
         deployed_at: state.deployed.as_ref().map(|d| d.at.clone()),
         current: release::current_id(host, layout),
-        last_run: LastRun::load(host, &layout.last_run()),
+        last_run: LastRun::load(host, Path::new(LAST_RUN)),
         last_change: state.history.last().cloned(),
         next_run: host
             .files()
@@ -53,6 +63,9 @@ pub fn status(settings: &Settings, host: &dyn Host, depth: Depth) -> Result<Stat
             .map(|b| String::from_utf8_lossy(&b).trim().to_string()),
         quarantine: state.quarantine.clone(),
         drift: observe::detect(host, layout, state, depth),
+        tls_pending: observe::current(host, layout)
+            .map(|info| info.tls_pending)
+            .unwrap_or_default(),
     })
 }
 
@@ -105,6 +118,12 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool, verify: bool) -> Re
             short(&q.commit),
             q.at,
             q.reason
+        ));
+    }
+    for t in &status.tls_pending {
+        ui::out(format_args!(
+            "tls: {} is served over HTTP until {} exists (docs/tls.md)",
+            t.app, t.certificate
         ));
     }
     if status.drift.is_empty() {

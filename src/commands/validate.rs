@@ -3,6 +3,7 @@
 //! `systemd-analyze verify` — for the deploy repo's own CI, before a push.
 //! The rendered files go to a scratch directory, never to the machine.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, exit};
@@ -22,10 +23,11 @@ const WORKTREE: &str = "0000000000000000000000000000000000000000";
 
 type Found = Vec<(&'static str, String)>;
 
-pub fn run(settings: &Settings, dir: &Path) -> Result<u8, Error> {
-    let tree = Tree::from_dir(dir).map_err(|e| {
-        crate::error::ConfigError::Invalid(format!("cannot read {}: {e}", dir.display()))
-    })?;
+/// Validate the deploy repo in `dir` (its `--path` sub-directory) for every
+/// host it defines, or only for `only` (`--hostname`).
+pub fn run(settings: &Settings, dir: &Path, only: Option<&str>) -> Result<u8, Error> {
+    let dir = &repo_dir(dir, settings);
+    let tree = read_tree(dir)?;
     let mut hosts: Vec<String> = tree
         .list("hosts")
         .iter()
@@ -37,6 +39,9 @@ pub fn run(settings: &Settings, dir: &Path) -> Result<u8, Error> {
         })
         .collect();
     hosts.insert(0, String::new());
+    if let Some(only) = only {
+        hosts = vec![only.to_string()];
+    }
     let label = |h: &str| {
         if h.is_empty() {
             "(no overlay)".to_string()
@@ -68,6 +73,22 @@ pub fn run(settings: &Settings, dir: &Path) -> Result<u8, Error> {
         return Ok(exit::INVALID_REPO);
     }
     Ok(exit::OK)
+}
+
+/// The deploy repo's directory in the checkout `dir` (`--path`).
+pub(super) fn repo_dir(dir: &Path, settings: &Settings) -> PathBuf {
+    if settings.subpath.is_empty() {
+        dir.to_path_buf()
+    } else {
+        dir.join(&settings.subpath)
+    }
+}
+
+/// The working tree at `dir`, as a commit's would be read.
+pub(super) fn read_tree(dir: &Path) -> Result<Tree, Error> {
+    Tree::from_dir(dir).map_err(|e| {
+        crate::error::ConfigError::Invalid(format!("cannot read {}: {e}", dir.display())).into()
+    })
 }
 
 /// Check the signature of every commit of `range` in the repository at
@@ -102,27 +123,46 @@ pub fn signatures(dir: &Path, range: &str, policy: &Policy) -> Result<u8, Error>
     }
 }
 
+/// Render a working tree for `host`; apps from other repos are fetched
+/// into `scratch` (a throwaway root).
+pub(super) fn render_tree(
+    settings: &Settings,
+    tree: &Tree,
+    host: &str,
+    scratch: &RealHost,
+) -> Result<Desired, Error> {
+    let input = deploy::load(tree, host)?;
+    let mirrors = scratch.files().real(Path::new("/apps"));
+    let app_trees = super::deploy::fetch_app_trees(settings, &input, &mirrors)?;
+    let facts = HostFacts {
+        commit: WORKTREE,
+        fingerprint: "",
+        state_dir: &settings.layout.state_dir,
+        roots: &settings.roots,
+        app_trees: &app_trees,
+        limits: &settings.limits,
+        // The full configuration is checked (missing certificates are
+        // replaced by a throwaway one for `nginx -t`).
+        missing: &BTreeSet::new(),
+    };
+    Ok(render::render(tree, &input, &facts)?)
+}
+
+/// A throwaway root for one rendering, removed by the caller.
+pub(super) fn scratch() -> Result<RealHost, Error> {
+    let dir = tempfile::TempDir::new().map_err(|e| {
+        crate::error::ConfigError::Invalid(format!("cannot create a temporary directory: {e}"))
+    })?;
+    Ok(RealHost::machine(dir.keep(), Commands::default()))
+}
+
 /// Every problem of one host's rendering, as (severity, message).
 fn check_host(settings: &Settings, tree: &Tree, host: &str) -> Found {
-    let Ok(scratch) = tempfile::TempDir::new() else {
-        return vec![("error", "cannot create a temporary directory".into())];
+    let scratch = match scratch() {
+        Ok(scratch) => scratch,
+        Err(e) => return vec![("error", e.to_string())],
     };
-    let scratch = RealHost::machine(scratch.keep(), Commands::default());
-    let rendered = deploy::load(tree, host)
-        .map_err(Error::from)
-        .and_then(|input| {
-            let mirrors = scratch.files().real(Path::new("/apps"));
-            let app_trees = super::deploy::fetch_app_trees(settings, &input, &mirrors)?;
-            let facts = HostFacts {
-                commit: WORKTREE,
-                fingerprint: "",
-                state_dir: &settings.layout.state_dir,
-                roots: &settings.roots,
-                app_trees: &app_trees,
-                limits: &settings.limits,
-            };
-            Ok(render::render(tree, &input, &facts)?)
-        });
+    let rendered = render_tree(settings, tree, host, &scratch);
     let mut found = match rendered {
         Ok(desired) => {
             let mut found = check_nginx(&desired, &scratch);
@@ -219,25 +259,43 @@ fn check_nginx(desired: &Desired, scratch: &RealHost) -> Found {
         }
     }
     let p = prefix.display();
+    // `nginx -t` binds the listening ports: as a user who may not bind
+    // 80 and 443, it runs as root of a user and network namespace of its
+    // own (unprivileged user namespaces, as on Debian).
+    // There, workers would be an unmapped user: they are that root too.
+    let mut argv: Vec<String> = Vec::new();
+    let mut user = "";
+    if !nix::unistd::geteuid().is_root()
+        && tool(&["unshare", "--user", "--map-root-user", "--net", "true"])
+    {
+        argv.extend(["unshare", "--user", "--map-root-user", "--net"].map(String::from));
+        user = "user root;\n";
+    }
+    // Logs and temporary directories under the prefix too: nginx opens
+    // them during `-t`, and their defaults are root's.
     let conf = format!(
-        "pid {p}/nginx.pid;\nerror_log {p}/error.log;\nevents {{}}\nhttp {{\n  include {p}/etc/nginx/conf.d/*.conf;\n  include {p}/etc/nginx/sites-enabled/*;\n}}\n"
+        "{user}pid {p}/nginx.pid;\nerror_log {p}/error.log;\nevents {{}}\nhttp {{\n  access_log {p}/access.log;\n  client_body_temp_path {p}/tmp/body;\n  proxy_temp_path {p}/tmp/proxy;\n  fastcgi_temp_path {p}/tmp/fastcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  scgi_temp_path {p}/tmp/scgi;\n  include {p}/etc/nginx/conf.d/*.conf;\n  include {p}/etc/nginx/sites-enabled/*;\n}}\n"
     );
-    if let Err(e) = fs.write_new(Path::new("/nginx.conf"), conf.as_bytes(), 0o644) {
+    let written = fs
+        .create_dir_all(Path::new("/tmp"))
+        .and_then(|_| fs.write_new(Path::new("/nginx.conf"), conf.as_bytes(), 0o644));
+    if let Err(e) = written {
         return vec![("error", format!("cannot write nginx.conf: {e}"))];
     }
-    let argv: Vec<String> = [
-        "nginx",
-        "-t",
-        "-q",
-        "-c",
-        &format!("{p}/nginx.conf"),
-        "-p",
-        &p.to_string(),
-        "-e",
-        &format!("{p}/error.log"),
-    ]
-    .map(String::from)
-    .to_vec();
+    argv.extend(
+        [
+            "nginx",
+            "-t",
+            "-q",
+            "-c",
+            &format!("{p}/nginx.conf"),
+            "-p",
+            &p.to_string(),
+            "-e",
+            &format!("{p}/error.log"),
+        ]
+        .map(String::from),
+    );
     match Proc::new(&argv).run() {
         Ok(_) => Vec::new(),
         Err(ProcessError::Exit { output, .. }) => {
@@ -267,16 +325,41 @@ fn check_units(desired: &Desired, scratch: &RealHost) -> Found {
     }
     let fs = scratch.files();
     let dir = Path::new("/units");
+    // Programs the units run that plumb renders too (a backup script) are
+    // written under the scratch prefix, and the units pointed at them.
+    let programs: Vec<&PathBuf> = desired
+        .files
+        .keys()
+        .filter(|p| desired::unit_of(p).is_none() && !desired::is_nginx(p))
+        .collect();
     let mut argv = vec!["systemd-analyze".to_string(), "verify".to_string()];
     for (name, bytes) in units {
         let path = dir.join(name);
+        let mut text = String::from_utf8_lossy(bytes).into_owned();
+        for program in &programs {
+            let word = program.display().to_string();
+            if text.contains(&word) {
+                text = text.replace(&word, &fs.real(program).display().to_string());
+            }
+        }
         if let Err(e) = fs
             .create_dir_all(dir)
-            .and_then(|_| fs.write_new(&path, bytes, 0o644))
+            .and_then(|_| fs.write_new(&path, text.as_bytes(), 0o644))
         {
             return vec![("error", format!("cannot write {}: {e}", path.display()))];
         }
         argv.push(fs.real(&path).display().to_string());
+    }
+    for program in programs {
+        let file = &desired.files[program];
+        let written = program
+            .parent()
+            .map(|d| fs.create_dir_all(d))
+            .unwrap_or(Ok(()))
+            .and_then(|_| fs.write_new(program, &file.bytes, file.mode));
+        if let Err(e) = written {
+            return vec![("error", format!("cannot write {}: {e}", program.display()))];
+        }
     }
     let output = match Proc::new(&argv).run() {
         Ok(out) => out.text,
@@ -284,8 +367,10 @@ fn check_units(desired: &Desired, scratch: &RealHost) -> Found {
         Err(e) => return vec![("warning", format!("systemd-analyze could not run: {e}"))],
     };
     let real = format!("{}/", fs.real(dir).display());
+    let prefix = fs.real(Path::new("/")).display().to_string();
     output
         .replace(&real, "/etc/systemd/system/")
+        .replace(prefix.trim_end_matches('/'), "")
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {

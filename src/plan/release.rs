@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::render::desired::{Desired, Hook};
+use crate::render::desired::{Desired, Hook, TlsPending};
 use crate::spec::health::HealthCheck;
 use crate::spec::layout::relative;
 
@@ -46,6 +46,9 @@ pub struct ReleaseInfo {
     /// the plaintext), owner and mode. The plaintext lives on tmpfs only.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretEntry>,
+    /// Sites served over HTTP until their certificate exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_pending: Vec<TlsPending>,
 }
 
 /// A secret of a release, as far as a release may say.
@@ -239,6 +242,7 @@ pub fn planned(desired: &Desired, id: &str) -> ReleaseInfo {
                 (key.clone(), entry)
             })
             .collect(),
+        tls_pending: desired.tls_pending.clone(),
     }
 }
 

@@ -40,6 +40,16 @@ pub struct Desired {
     pub users: BTreeSet<String>,
     /// Secrets, still encrypted, by `<app>/<name>`.
     pub secrets: BTreeMap<String, DesiredSecret>,
+    /// Sites rendered without TLS because their certificate is missing.
+    pub tls_pending: Vec<TlsPending>,
+}
+
+/// A site whose certificate is not there yet (served over HTTP meanwhile).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsPending {
+    pub app: String,
+    pub certificate: String,
+    pub key: String,
 }
 
 /// A secret as the commit holds it: encrypted to the host with age.

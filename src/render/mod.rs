@@ -1,7 +1,7 @@
 //! Rendering: a deploy repo at one commit -> the desired state of this host.
 //! The only module that imports minijinja. Undefined variables are errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use minijinja::value::Serde;
@@ -13,7 +13,7 @@ use crate::spec::paths::AllowedRoots;
 use crate::spec::schedule;
 use crate::spec::settings::Limits;
 use crate::spec::tree::Tree;
-use desired::{AppBuild, Desired, DesiredFile, DesiredSecret, Hook, SourceFile};
+use desired::{AppBuild, Desired, DesiredFile, DesiredSecret, Hook, SourceFile, TlsPending};
 
 pub mod desired;
 mod env;
@@ -38,6 +38,10 @@ pub struct HostFacts<'a> {
     /// Trees of apps whose source is another git repository, by app name.
     pub app_trees: &'a BTreeMap<String, Tree>,
     pub limits: &'a Limits,
+    /// TLS certificate and key files a site names that do not exist on the
+    /// host yet: such a site is served over plain HTTP (with the ACME
+    /// challenge location) until they do.
+    pub missing: &'a BTreeSet<PathBuf>,
 }
 
 /// Render every app and file of `input` into the desired state.
@@ -192,10 +196,29 @@ fn render_app(
         out.desired.units.push(format!("{name}.service"));
     }
     if let Some(site) = &app.site {
+        // A certificate not issued yet: the site goes live over HTTP, and
+        // its TLS part with the first run after the files appear.
+        let pending = site.tls.as_ref().filter(|tls| {
+            [&tls.certificate, &tls.key]
+                .iter()
+                .any(|f| facts.missing.contains(Path::new(f.as_str())))
+        });
+        if let Some(tls) = pending {
+            out.desired.tls_pending.push(TlsPending {
+                app: name.to_string(),
+                certificate: tls.certificate.clone(),
+                key: tls.key.clone(),
+            });
+        }
         let text = render_named(
             env,
             "site.j2",
-            context! { app => app_ctx.clone(), site => Serde(site) },
+            context! {
+                app => app_ctx.clone(),
+                site => Serde(site),
+                tls_pending => pending.is_some(),
+                acme_root => format!("{state}/acme"),
+            },
         )?;
         out.add(
             &origin,

@@ -40,6 +40,14 @@ pub fn prepare(remote: &Remote) {
     }
 }
 
+/// The directory a local URL (a path, or `file://`) names.
+fn local_path(url: &str) -> Option<PathBuf> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(path));
+    }
+    (!url.contains("://") && !crate::spec::remote::is_scp_like(url)).then(|| PathBuf::from(url))
+}
+
 /// The bare mirror of the deploy repo in the state directory.
 pub struct Mirror {
     repo: Repository,
@@ -195,6 +203,17 @@ impl Mirror {
         refspecs: &[String],
     ) -> Result<Vec<String>, FetchError> {
         let url = normalize_url(&remote.url);
+        if let Some(path) = local_path(&url)
+            && !path.exists()
+        {
+            return Err(FetchError::Remote {
+                remote: remote.shown(),
+                message: format!(
+                    "{} does not exist (a local deploy repo: check `repo:` in the host config, or --repo)",
+                    path.display()
+                ),
+            });
+        }
         let rejection: RefCell<Option<FetchError>> = RefCell::new(None);
         let mut callbacks = RemoteCallbacks::new();
         let mut attempts = 0;

@@ -44,8 +44,8 @@ pub(super) fn check_host_key(
     };
     let Some(path) = &remote.known_hosts else {
         return Err(reject(
-            "and no known_hosts file is configured (ssh.known_hosts in the host config)",
-            PathBuf::from("/etc/plumb/known_hosts"),
+            "and there is no known_hosts file (/etc/plumb/known_hosts is read when it exists; ssh.known_hosts in the host config names another)",
+            PathBuf::from(crate::spec::settings::KNOWN_HOSTS),
         ));
     };
     let text = std::fs::read_to_string(path).map_err(|source| FetchError::Credential {
@@ -81,6 +81,12 @@ pub(super) fn credentials(
                 "the server wants an ssh key: set ssh.key_file in the host config",
             )
         })?;
+        if !key.exists() {
+            return Err(git2::Error::from_str(&format!(
+                "ssh key file {} does not exist (ssh.key_file in the host config)",
+                key.display()
+            )));
+        }
         return Cred::ssh_key(user.unwrap_or("git"), None, key, None);
     }
     if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {

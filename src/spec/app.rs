@@ -70,6 +70,9 @@ pub struct Listen {
     pub http: u16,
     #[serde(default = "defaults::https")]
     pub https: u16,
+    /// With no `address`: listen on IPv6 (`[::]`) as well as IPv4.
+    #[serde(default = "defaults::yes", deserialize_with = "strict::bool")]
+    pub ipv6: bool,
 }
 
 impl Default for Listen {
@@ -78,6 +81,7 @@ impl Default for Listen {
             address: String::new(),
             http: defaults::http(),
             https: defaults::https(),
+            ipv6: true,
         }
     }
 }

@@ -44,9 +44,9 @@ impl Layout {
     pub fn journal(&self) -> PathBuf {
         self.state_dir.join("journal.json")
     }
-    /// The outcome of the last reconcile, whatever it was.
-    pub fn last_run(&self) -> PathBuf {
-        self.state_dir.join("last-run.json")
+    /// The webroot of ACME HTTP-01 challenges (`certbot --webroot -w`).
+    pub fn acme(&self) -> PathBuf {
+        self.state_dir.join("acme")
     }
     pub fn calls_log(&self) -> PathBuf {
         self.state_dir.join("host-calls.log")

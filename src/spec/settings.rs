@@ -195,6 +195,9 @@ pub struct TrustFiles {
     pub age_identity: PathBuf,
 }
 
+/// The ssh host keys plumb trusts unless the host config names another file.
+pub const KNOWN_HOSTS: &str = "/etc/plumb/known_hosts";
+
 /// Where the host's age identity is unless the host config says otherwise.
 pub const AGE_IDENTITY: &str = "/etc/plumb/age.key";
 
@@ -279,6 +282,11 @@ impl Settings {
         config: HostConfig,
     ) -> Result<Settings, ConfigError> {
         let url = flags.repo.clone().or(config.repo);
+        // The default known_hosts file is read when it exists.
+        let known_hosts = config.ssh.known_hosts.clone().or_else(|| {
+            let default = paths::under(&root, Path::new(KNOWN_HOSTS));
+            default.exists().then_some(default)
+        });
         let state_dir = flags
             .state_dir
             .clone()
@@ -391,7 +399,7 @@ impl Settings {
             remote: url.map(|url| Remote {
                 url,
                 ssh_key: config.ssh.key_file,
-                known_hosts: config.ssh.known_hosts,
+                known_hosts,
                 token_file: config.https.token_file,
                 username: config.https.username,
             }),
@@ -436,10 +444,7 @@ impl Settings {
 fn absolute(dir: &Path) -> Result<PathBuf, ConfigError> {
     std::fs::create_dir_all(dir)
         .and_then(|_| std::fs::canonicalize(dir))
-        .map_err(|source| ConfigError::Read {
-            path: dir.to_path_buf(),
-            source,
-        })
+        .map_err(|e| ConfigError::Invalid(format!("--root {}: {e}", dir.display())))
 }
 
 /// The argv used for each kind of service call; the host config may

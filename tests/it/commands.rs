@@ -3,7 +3,7 @@
 use std::fs;
 use std::process::Command;
 
-use crate::harness::{GitRepo, Sandbox, example_dir};
+use crate::harness::{GitRepo, Sandbox, example_dir, sh};
 
 fn restart_sec(repo: &GitRepo, from: u32, to: u32) -> String {
     let yaml = repo.read("deploy.yaml").replace(
@@ -177,6 +177,8 @@ fn validate_checks_every_host_and_lists_all_problems() {
         stdout.contains("for 2 host(s): (no overlay), staging"),
         "{stdout}"
     );
+    // The rendered backup script is verified with its unit: no warning.
+    assert!(!stdout.contains("warning"), "{stdout}");
 
     let repo = GitRepo::example_minimal();
     repo.write("hosts/broken.yaml", "vars:\n  site_name: [\n");
@@ -227,4 +229,55 @@ fn while_the_head_is_quarantined_the_current_release_is_still_repaired() {
         run.stdout
     );
     assert!(sandbox.path("/etc/microblog/config.yaml").exists());
+}
+
+#[test]
+fn validate_as_a_user_runs_nginx_t_and_takes_path_and_hostname() {
+    // A copy of the binary and a repo nobody can read, as in a CI job.
+    let dir = tempfile::TempDir::new().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let plumb = dir.path().join("plumb");
+    fs::copy(env!("CARGO_BIN_EXE_plumb"), &plumb).unwrap();
+    let repo = dir.path().join("repo");
+    fs::create_dir(&repo).unwrap();
+    fs::create_dir(repo.join("deploy")).unwrap();
+    crate::harness::copy_tree(&example_dir(), &repo.join("deploy"));
+    sh(Command::new("chmod").args(["-R", "a+rX"]).arg(dir.path()));
+    let validate = |args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(&plumb)
+            .arg("validate")
+            .args(args)
+            .current_dir(&repo)
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, stdout) = validate(&["--path", "deploy", "--hostname", "staging"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("for 1 host(s): staging"), "{stdout}");
+    assert!(!stdout.contains("warning"), "nginx -t skipped?\n{stdout}");
+    // The check really ran: a bad directive fails it.
+    let site = fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/site.j2"),
+    )
+    .unwrap()
+    .replace(
+        "    server_name {{ names }};",
+        "    server_name {{ names }};\n    bogus_directive on;",
+    );
+    fs::write(repo.join("deploy/templates/site.j2"), site).unwrap();
+    sh(Command::new("chmod").args(["-R", "a+rX"]).arg(dir.path()));
+    let (code, stdout) = validate(&["--path", "deploy", "--hostname", "staging"]);
+    assert_eq!(code, Some(9), "{stdout}");
+    assert!(
+        stdout.contains("unknown directive \"bogus_directive\""),
+        "{stdout}"
+    );
 }

@@ -67,7 +67,10 @@ fn an_unreachable_remote_is_a_fetch_error_naming_it() {
     let sandbox = Sandbox::new();
     sandbox
         .plumb(&["reconcile", "--once", "--repo", "/nonexistent/deploy.git"])
-        .fails_with(4, "fetch from /nonexistent/deploy.git failed");
+        .fails_with(
+            4,
+            "fetch from /nonexistent/deploy.git failed: /nonexistent/deploy.git does not exist",
+        );
 }
 
 /// A real sshd on 127.0.0.1 serving git over ssh, stopped on drop.
@@ -223,4 +226,44 @@ fn refuses_an_ssh_server_whose_key_is_not_the_pinned_one() {
             config.to_str().unwrap(),
         ])
         .fails_with(4, "not in known_hosts");
+}
+
+#[test]
+fn the_default_known_hosts_is_read_and_a_missing_key_file_is_named() {
+    let sshd = Sshd::start();
+    let repo = GitRepo::example();
+    let sandbox = Sandbox::new();
+    // The pinned key in the default place, /etc/plumb/known_hosts (here
+    // under the sandbox root); the host config does not name it.
+    sshd.host_config("host_key");
+    let d = sshd.dir.path();
+    fs::create_dir_all(sandbox.path("/etc/plumb")).unwrap();
+    fs::copy(
+        d.join("known_hosts"),
+        sandbox.path("/etc/plumb/known_hosts"),
+    )
+    .unwrap();
+    let config = d.join("default-known-hosts.yaml");
+    let url = sshd.url(repo.path());
+    let run = |key: &str| {
+        fs::write(
+            &config,
+            format!("ssh:\n  key_file: {}\n", d.join(key).display()),
+        )
+        .unwrap();
+        sandbox.plumb(&[
+            "reconcile",
+            "--once",
+            "--repo",
+            &url,
+            "--config",
+            config.to_str().unwrap(),
+        ])
+    };
+    let missing = d.join("no_such_key");
+    run("no_such_key").fails_with(
+        4,
+        &format!("ssh key file {} does not exist", missing.display()),
+    );
+    run("client_key").ok();
 }

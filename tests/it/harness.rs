@@ -356,8 +356,8 @@ impl Sandbox {
     }
 
     /// Every file, dir and link under the root with its content, target,
-    /// mode and mtime, except the git mirror and the lock (which a fetch and
-    /// a run may legitimately touch).
+    /// mode and mtime, except the git mirror and /run (the lock, the last
+    /// run's record), which a fetch and every run may legitimately touch.
     pub fn snapshot(&self) -> BTreeMap<PathBuf, String> {
         let mut out = BTreeMap::new();
         let skip = [self.state_dir().join("repo.git"), self.path("/run")];
@@ -392,13 +392,33 @@ fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<PathBuf, String>) {
     }
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A TCP port on 127.0.0.1 for a server a test starts, this test's alone.
+///
+/// Asking the kernel for port 0 and closing it races with every other test
+/// process doing the same. Instead: ports below the kernel's ephemeral range
+/// (so no port-0 bind elsewhere gets them), each reserved with a lock file
+/// held until this test process exits (so no other test process does).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use nix::fcntl::{Flock, FlockArg};
+    use std::hash::{BuildHasher, RandomState};
+    static HELD: std::sync::Mutex<Vec<Flock<fs::File>>> = std::sync::Mutex::new(Vec::new());
+    let dir = Path::new("/tmp/plumb-test-ports");
+    fs::create_dir_all(dir).unwrap();
+    let seed = RandomState::new();
+    for attempt in 0u32..2000 {
+        let port = 20_000 + (seed.hash_one(attempt) % 10_000) as u16;
+        let Ok(file) = fs::File::create(dir.join(port.to_string())) else {
+            continue;
+        };
+        let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            HELD.lock().unwrap().push(lock);
+            return port;
+        }
+    }
+    panic!("no free port in 20000-29999");
 }
 
 /// A self-signed certificate for `name` (a host name or an IP address) in

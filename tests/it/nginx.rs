@@ -96,15 +96,29 @@ fn nginx_t(conf: &Path, prefix: &Path) -> String {
 #[test]
 fn the_production_and_staging_sites_as_rendered_pass_nginx_t() {
     let repo = GitRepo::example();
-    for host in ["blog1", "staging"] {
+    // Production with its certificate, before it is issued (HTTP only, the
+    // ACME location), and staging (no TLS).
+    for (host, issued) in [("blog1", true), ("blog1", false), ("staging", false)] {
         let tmp = TempDir::new().unwrap();
         let t = tmp.path();
         self_signed(t, "blog.test");
         let mut sandbox = Sandbox::new();
         sandbox.hostname = host.into();
+        if issued {
+            let live = sandbox.path("/etc/letsencrypt/live/blog.example.com");
+            fs::create_dir_all(&live).unwrap();
+            fs::copy(t.join("cert.pem"), live.join("fullchain.pem")).unwrap();
+            fs::copy(t.join("key.pem"), live.join("privkey.pem")).unwrap();
+        }
         sandbox.reconcile(&repo).ok();
         // Only what needs root or the network changes: certificate paths and ports.
         let site = fs::read_to_string(sandbox.path("/etc/nginx/conf.d/microblog.conf")).unwrap();
+        assert_eq!(site.contains("ssl_certificate"), issued, "{site}");
+        assert_eq!(
+            site.contains("location ^~ /.well-known/acme-challenge/"),
+            host == "blog1",
+            "{site}"
+        );
         let site = site
             .replace(
                 "/etc/letsencrypt/live/blog.example.com/fullchain.pem",
@@ -116,9 +130,15 @@ fn the_production_and_staging_sites_as_rendered_pass_nginx_t() {
             )
             .replace("listen 80;", &format!("listen 127.0.0.1:{};", free_port()))
             .replace(
-                "listen 443 ssl;",
-                &format!("listen 127.0.0.1:{} ssl;", free_port()),
-            );
+                "listen 443 ssl http2;",
+                &format!("listen 127.0.0.1:{} ssl http2;", free_port()),
+            )
+            .replace("listen [::]:80;", "")
+            .replace("listen [::]:443 ssl http2;", "");
+        assert!(
+            !site.contains("listen [::]") && !site.contains(" 80;"),
+            "{site}"
+        );
         fs::write(t.join("site.conf"), site).unwrap();
         let conf = nginx_conf(t, &t.join("site.conf"));
         nginx_t(&conf, t);
@@ -154,6 +174,13 @@ fn the_rendered_site_passes_nginx_t_and_serves_with_the_right_headers() {
     .commit("web host");
     let mut sandbox = Sandbox::new();
     sandbox.hostname = "web".into();
+    // The certificate is where the host config says, for plumb (under the
+    // sandbox root) and for this nginx (the machine's path).
+    let issued = sandbox.path(&t.display().to_string());
+    fs::create_dir_all(&issued).unwrap();
+    for file in ["cert.pem", "key.pem"] {
+        fs::copy(t.join(file), issued.join(file)).unwrap();
+    }
     // The example's htpasswd secret, decrypted with its test identity.
     let key = crate::secrets::identity(t);
     let config = t.join("plumb.yaml");
@@ -203,7 +230,8 @@ fn the_rendered_site_passes_nginx_t_and_serves_with_the_right_headers() {
 
     let page = curl(&[&host[..], &["-i", &format!("https://127.0.0.1:{https}/")]].concat())
         .to_ascii_lowercase();
-    assert!(page.starts_with("http/1.1 200"), "{page}");
+    // curl negotiates HTTP/2 over TLS (ALPN) when nginx offers it.
+    assert!(page.starts_with("http/2 200"), "{page}");
     assert!(
         page.contains("cache-control: no-cache"),
         "HTML must be revalidated:\n{page}"

@@ -161,3 +161,65 @@ fn plan_and_releases_speak_json() {
     assert_eq!(list[1]["current"], false);
     assert_eq!(list[0]["commit"], repo.git(&["rev-parse", "HEAD"]).trim());
 }
+
+#[test]
+fn render_writes_a_hosts_files_in_its_layout_without_deploying() {
+    use std::os::unix::fs::PermissionsExt;
+    let out = tempfile::TempDir::new().unwrap();
+    let render = |host: &str| {
+        let dir = out.path().join(host);
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_plumb"))
+            .args(["render", "--hostname", host, "--out"])
+            .arg(&dir)
+            .arg(crate::harness::example_dir())
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        (dir, String::from_utf8_lossy(&run.stdout).into_owned())
+    };
+    let (prod, listed) = render("blog1");
+    assert!(
+        listed.contains("/etc/nginx/conf.d/microblog.conf"),
+        "{listed}"
+    );
+    let site = fs::read_to_string(prod.join("etc/nginx/conf.d/microblog.conf")).unwrap();
+    assert!(
+        site.contains("server_name blog.example.com www.blog.example.com;"),
+        "{site}"
+    );
+    let backup = prod.join("usr/local/lib/plumb/microblog/backup.sh");
+    assert_eq!(
+        fs::metadata(&backup).unwrap().permissions().mode() & 0o7777,
+        0o755
+    );
+    // No secret in plaintext, nothing deployed anywhere.
+    assert!(
+        !fs::read_dir(&prod)
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == "run")
+    );
+    let (staging, _) = render("staging");
+    let site = fs::read_to_string(staging.join("etc/nginx/conf.d/microblog.conf")).unwrap();
+    assert!(
+        site.contains("server_name staging.blog.example.com;"),
+        "{site}"
+    );
+    assert!(
+        !staging
+            .join("usr/local/lib/plumb/microblog/backup.sh")
+            .exists()
+    );
+    // Never over existing files.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .args(["render", "--hostname", "blog1", "--out"])
+        .arg(&prod)
+        .arg(crate::harness::example_dir())
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty"));
+}

@@ -281,6 +281,10 @@ fn host_overlay_is_merged_for_its_host_only() {
     assert!(out.stdout.contains("up to date"), "{}", out.stdout);
 
     let prod = Sandbox::new();
+    let live = prod.path("/etc/letsencrypt/live/blog.example.com");
+    fs::create_dir_all(&live).unwrap();
+    fs::write(live.join("fullchain.pem"), "").unwrap();
+    fs::write(live.join("privkey.pem"), "").unwrap();
     let out = prod.reconcile(&repo).ok();
     assert!(
         out.stdout
@@ -337,4 +341,46 @@ fn the_release_a_running_service_started_on_is_never_pruned() {
         6,
         "5 kept, plus the one microblog.service runs from: {releases:?}"
     );
+}
+
+#[test]
+fn a_site_goes_live_over_http_until_its_certificate_exists_then_tls_follows() {
+    let repo = GitRepo::example_minimal();
+    let sandbox = Sandbox::new();
+    let run = sandbox.reconcile(&repo).ok();
+    assert!(run.stderr.contains("no certificate at"), "{}", run.stderr);
+    let site = fs::read_to_string(sandbox.path(SITE)).unwrap();
+    assert!(!site.contains("ssl"), "{site}");
+    assert!(
+        site.contains("location ^~ /.well-known/acme-challenge/"),
+        "{site}"
+    );
+    assert!(sandbox.state_dir().join("acme").is_dir());
+    let status = sandbox.plumb(&["status"]).ok().stdout;
+    assert!(status.contains("tls: microblog is served over HTTP until /etc/letsencrypt/live/blog.example.com/fullchain.pem exists"), "{status}");
+    assert!(sandbox.reconcile(&repo).ok().stdout.contains("up to date"));
+    // Only the certificate: still waiting for the key.
+    let live = sandbox.path("/etc/letsencrypt/live/blog.example.com");
+    fs::create_dir_all(&live).unwrap();
+    fs::write(live.join("fullchain.pem"), "").unwrap();
+    assert!(sandbox.reconcile(&repo).ok().stdout.contains("up to date"));
+    fs::write(live.join("privkey.pem"), "").unwrap();
+    let before = sandbox.current_release();
+    let run = sandbox.reconcile(&repo).ok();
+    assert!(
+        run.stdout
+            .contains("~ changed /etc/nginx/conf.d/microblog.conf"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("reload nginx"), "{}", run.stdout);
+    assert_ne!(sandbox.current_release(), before);
+    let site = fs::read_to_string(sandbox.path(SITE)).unwrap();
+    assert!(
+        site.contains("listen 443 ssl http2;") && site.contains("return 301 https://"),
+        "{site}"
+    );
+    let status = sandbox.plumb(&["status"]).ok().stdout;
+    assert!(!status.contains("tls:"), "{status}");
+    assert!(sandbox.reconcile(&repo).ok().stdout.contains("up to date"));
 }

@@ -45,7 +45,11 @@ fn the_example_runs_for_real_and_plumb_restarts_exactly_what_it_says() {
     // assets immutable, the dashboard behind the secret's basic auth.
     let (status, page) = host.https("/", "");
     assert_eq!(status, 200, "{page}");
-    assert!(page.contains("Cache-Control: no-cache"), "{page}");
+    assert!(
+        page.to_ascii_lowercase()
+            .contains("cache-control: no-cache"),
+        "{page}"
+    );
     let asset = page
         .split('"')
         .find(|s| s.starts_with("assets/") && s.ends_with(".css"))

@@ -8,6 +8,7 @@ mod daemon;
 mod deploy;
 mod kill;
 mod rollback;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,14 +41,15 @@ impl Host {
 
     /// A host whose plumb.yaml has these extra lines.
     pub fn with_config(extra: &str) -> Host {
+        let host = Host::without_certificate(extra);
+        host.issue_certificate();
+        host
+    }
+
+    /// A host whose site's certificate is not issued yet.
+    pub fn without_certificate(extra: &str) -> Host {
         let repo = GitRepo::example();
         let c = Container::boot(&[(repo.path(), "/srv/repo")]);
-        c.ok(
-            "d=/etc/letsencrypt/live/blog.example.com && mkdir -p $d && \
-             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-             -days 2 -subj /CN=blog.example.com -addext subjectAltName=DNS:blog.example.com \
-             -keyout $d/privkey.pem -out $d/fullchain.pem 2>/dev/null",
-        );
         let key = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/example-age.key"),
         )
@@ -60,6 +62,17 @@ impl Host {
             "0600",
         );
         Host { c, repo }
+    }
+
+    /// What certbot would leave: a certificate and key for the site (here
+    /// self-signed) where the example's site expects them.
+    pub fn issue_certificate(&self) {
+        self.c.ok(
+            "d=/etc/letsencrypt/live/blog.example.com && mkdir -p $d && \
+             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+             -days 2 -subj /CN=blog.example.com -addext subjectAltName=DNS:blog.example.com \
+             -keyout $d/privkey.pem -out $d/fullchain.pem 2>/dev/null",
+        );
     }
 
     /// `plumb reconcile --once` under the shipped unit's sandboxing.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ApplyError, Error};
 use crate::host::Host;
-use crate::plan::state::{Event, State, StateChange};
+use crate::plan::state::{Event, FORMAT, State, StateChange};
 use serde::{Deserialize, Serialize};
 
 /// `state.json` of one host, held in memory for a run.
@@ -64,6 +64,15 @@ impl StateStore {
                 });
             }
         };
+        if state.format > FORMAT {
+            return Err(Error::State {
+                path: files.real(path),
+                message: format!(
+                    "it was written by a newer plumb (state format {}; this plumb reads up to {FORMAT}): install that version again, or a newer one",
+                    state.format
+                ),
+            });
+        }
         Ok(StateStore {
             path: path.to_path_buf(),
             state,
@@ -72,7 +81,11 @@ impl StateStore {
 
     /// Write the state durably.
     pub fn save(&self, host: &dyn Host) -> Result<(), ApplyError> {
-        let bytes = serde_json::to_vec_pretty(&self.state).expect("state serialises");
+        let state = State {
+            format: FORMAT,
+            ..self.state.clone()
+        };
+        let bytes = serde_json::to_vec_pretty(&state).expect("state serialises");
         host.files()
             .write_atomic(&self.path, &bytes, 0o600)
             .map_err(ApplyError::io("write", &self.path))

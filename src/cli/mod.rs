@@ -101,6 +101,12 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Stop managing this host without breaking it: every managed link
+    /// becomes a plain copy of its file; reconcile refuses until `attach`.
+    Detach,
+    /// Manage a detached host again: the copies become links (refused if
+    /// one was changed since `detach`).
+    Attach,
     /// Render a deploy repo working tree for this host (--hostname) into
     /// OUT, in the host's layout, without deploying anything.
     Render {

@@ -326,21 +326,22 @@ pub fn execute(
     }
 }
 
-/// The files a plan changes, as the operator reads them.
+/// The files a plan will change, as the operator reads them (before
+/// anything runs: worded as what will be done).
 pub fn print_changes(plan: &Plan) {
     for (path, change) in &plan.changes {
         let mark = match change {
-            Change::Created => "+ created",
-            Change::Changed => "~ changed",
-            Change::Removed => "- removed",
+            Change::Created => "+ create",
+            Change::Changed => "~ change",
+            Change::Removed => "- remove",
         };
         ui::line(format_args!("  {mark} {}", path.display()));
     }
     for (key, change) in &plan.secrets {
         let what = match change {
-            Change::Created => "+ secret {key} added",
-            Change::Changed => "~ secret {key} changed",
-            Change::Removed => "- secret {key} removed",
+            Change::Created => "+ add secret {key}",
+            Change::Changed => "~ change secret {key}",
+            Change::Removed => "- remove secret {key}",
         };
         ui::line(format_args!("  {}", what.replace("{key}", key)));
     }

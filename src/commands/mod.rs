@@ -3,6 +3,7 @@
 //! that chooses the host (the machine, or a sandbox).
 
 mod deploy;
+pub mod detach;
 pub mod plan;
 pub mod reconcile;
 pub mod releases;
@@ -92,6 +93,8 @@ fn dispatch(
         Command::Rollback { release, wait } => {
             rollback::run(settings, host, release.as_deref(), wait)
         }
+        Command::Detach => detach::detach(settings, host),
+        Command::Attach => detach::attach(settings, host),
         Command::Render { dir, out } => {
             let dir = dir.as_deref().unwrap_or(std::path::Path::new("."));
             render::run(settings, dir, &out)

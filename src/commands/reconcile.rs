@@ -70,6 +70,7 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
     crate::host::confine::sweep_stale();
     crate::apply::record::prepare_dirs(host, layout)?;
     let mut store = StateStore::load(host, &layout.state_file())?;
+    refuse_detached(&store)?;
     let mirror = Mirror::open(&files.real(&layout.mirror()))?;
     let commit = mirror.fetch(settings.remote()?, &settings.branch)?;
     let exec = Executor {
@@ -282,4 +283,15 @@ fn repair_current(
     ));
     deploy::execute(settings, host, &plan, store)?;
     Ok(())
+}
+
+/// A detached host is not changed until `plumb attach`.
+pub fn refuse_detached(store: &StateStore) -> Result<(), Error> {
+    match &store.state.detached {
+        Some(at) => Err(crate::error::ConfigError::Invalid(format!(
+            "this host was detached from plumb on {at} (`plumb detach`): run `plumb attach` to manage it again"
+        ))
+        .into()),
+        None => Ok(()),
+    }
 }

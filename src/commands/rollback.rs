@@ -26,6 +26,7 @@ pub fn run(
     let layout = &settings.layout;
     let _lock = lock::acquire(&host.files().real(&settings.lock_path), wait)?;
     let mut store = StateStore::load(host, &layout.state_file())?;
+    super::reconcile::refuse_detached(&store)?;
     let exec = Executor {
         host,
         layout,

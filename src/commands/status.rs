@@ -42,6 +42,8 @@ pub struct Status {
     /// Sites of the current release served over HTTP until their
     /// certificate exists.
     pub tls_pending: Vec<TlsPending>,
+    /// Since when the host is detached (`plumb detach`), if it is.
+    pub detached: Option<String>,
 }
 
 /// Gather the status of the host.
@@ -63,6 +65,7 @@ pub fn status(settings: &Settings, host: &dyn Host, depth: Depth) -> Result<Stat
             .map(|b| String::from_utf8_lossy(&b).trim().to_string()),
         quarantine: state.quarantine.clone(),
         drift: observe::detect(host, layout, state, depth),
+        detached: state.detached.clone(),
         tls_pending: observe::current(host, layout)
             .map(|info| info.tls_pending)
             .unwrap_or_default(),
@@ -85,6 +88,11 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool, verify: bool) -> Re
             ));
         }
         _ => ui::out("deployed: nothing yet"),
+    }
+    if let Some(at) = &status.detached {
+        ui::out(format_args!(
+            "detached: since {at}; plumb changes nothing until `plumb attach`"
+        ));
     }
     if let Some(run) = &status.last_run {
         ui::out(format_args!(

@@ -12,9 +12,21 @@ use super::action::Action;
 /// How many history and quarantine entries are kept.
 const HISTORY: usize = 50;
 
+/// The layout of `state.json` this plumb writes. A file with a higher
+/// number was written by a newer plumb and is not read (docs/operations.md,
+/// "Upgrading plumb").
+pub const FORMAT: u32 = 1;
+
 /// The persistent state of plumb on one host.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
+    /// `FORMAT` when written (0: before the field existed; read the same).
+    #[serde(default)]
+    pub format: u32,
+    /// Since when the host is detached (`plumb detach`): plumb changes
+    /// nothing until `plumb attach`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detached: Option<String>,
     /// The release `current` points at, and the commit it was deployed for.
     pub deployed: Option<Deployed>,
     /// Host paths that are plumb's links into `current/files`.

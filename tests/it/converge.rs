@@ -314,7 +314,7 @@ fn drift_is_repaired_and_reported() {
     let run = sandbox.reconcile(&repo).ok();
     assert!(
         run.stdout
-            .contains("~ changed /etc/systemd/system/microblog.service"),
+            .contains("~ change /etc/systemd/system/microblog.service"),
         "{}",
         run.stdout
     );

@@ -223,3 +223,93 @@ fn render_writes_a_hosts_files_in_its_layout_without_deploying() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty"));
 }
+
+#[test]
+fn detach_leaves_plain_files_and_attach_takes_the_host_back() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = GitRepo::example_minimal();
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    let owned = sandbox.owned();
+    assert!(owned.len() >= 5, "{owned:?}");
+    let before: Vec<(String, Vec<u8>, u32)> = owned
+        .iter()
+        .map(|p| {
+            let path = sandbox.path(p);
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+            (p.clone(), fs::read(&path).unwrap(), mode)
+        })
+        .collect();
+    sandbox.plumb(&["detach"]).ok();
+    for (path, bytes, mode) in &before {
+        let real = sandbox.path(path);
+        let meta = fs::symlink_metadata(&real).unwrap();
+        assert!(meta.file_type().is_file(), "{path} is still a link");
+        assert_eq!(&fs::read(&real).unwrap(), bytes, "{path}");
+        assert_eq!(meta.permissions().mode() & 0o7777, *mode, "{path}");
+    }
+    // Detached: nothing is deployed, rolled back or repaired.
+    bump(&repo, "2.0");
+    sandbox
+        .reconcile(&repo)
+        .fails_with(2, "detached from plumb");
+    sandbox
+        .plumb(&["rollback"])
+        .fails_with(2, "run `plumb attach`");
+    assert!(
+        sandbox
+            .plumb(&["status"])
+            .ok()
+            .stdout
+            .contains("detached: since")
+    );
+
+    // A copy edited meanwhile: attach refuses and changes nothing.
+    let config = sandbox.path("/etc/microblog/config.yaml");
+    let original = fs::read(&config).unwrap();
+    fs::write(&config, "edited by hand\n").unwrap();
+    sandbox.plumb(&["attach"]).fails_with(
+        2,
+        "changed since `plumb detach`: /etc/microblog/config.yaml",
+    );
+    assert!(
+        fs::symlink_metadata(sandbox.path(&before[0].0))
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+    fs::write(&config, original).unwrap();
+    sandbox.plumb(&["attach"]).ok();
+    for (path, _, _) in &before {
+        assert!(
+            fs::symlink_metadata(sandbox.path(path))
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{path}"
+        );
+    }
+    let run = sandbox.reconcile(&repo).ok();
+    assert!(run.stdout.contains("deployed"), "{}", run.stdout);
+}
+
+#[test]
+fn a_state_file_from_a_newer_plumb_is_not_read() {
+    let repo = GitRepo::example_minimal();
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    let state = sandbox.state();
+    assert_eq!(state["format"], 1);
+    let mut newer = state.clone();
+    newer["format"] = serde_json::json!(2);
+    fs::write(sandbox.state_dir().join("state.json"), newer.to_string()).unwrap();
+    sandbox.reconcile(&repo).fails_with(
+        1,
+        "written by a newer plumb (state format 2; this plumb reads up to 1)",
+    );
+    // A state written before the format field existed is read as it is.
+    let mut older = state;
+    older.as_object_mut().unwrap().remove("format");
+    fs::write(sandbox.state_dir().join("state.json"), older.to_string()).unwrap();
+    assert!(sandbox.reconcile(&repo).ok().stdout.contains("up to date"));
+}

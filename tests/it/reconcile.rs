@@ -17,7 +17,7 @@ fn first_reconcile_builds_a_release_and_links_every_owned_path() {
     let run = sandbox.reconcile(&repo).ok();
     assert!(
         run.stdout
-            .contains("+ created /etc/nginx/conf.d/microblog.conf"),
+            .contains("+ create /etc/nginx/conf.d/microblog.conf"),
         "{}",
         run.stdout
     );
@@ -177,7 +177,7 @@ fn a_new_commit_makes_a_new_release_and_only_changed_units_restart() {
     let run = sandbox.reconcile(&repo).ok();
     assert!(
         run.stdout
-            .contains("~ changed /etc/systemd/system/microblog.service"),
+            .contains("~ change /etc/systemd/system/microblog.service"),
         "{}",
         run.stdout
     );
@@ -223,7 +223,7 @@ fn removing_a_site_removes_its_link_and_keeps_the_rest() {
     let run = sandbox.reconcile(&repo).ok();
     assert!(
         run.stdout
-            .contains("- removed /etc/nginx/conf.d/microblog.conf"),
+            .contains("- remove /etc/nginx/conf.d/microblog.conf"),
         "{}",
         run.stdout
     );
@@ -369,7 +369,7 @@ fn a_site_goes_live_over_http_until_its_certificate_exists_then_tls_follows() {
     let run = sandbox.reconcile(&repo).ok();
     assert!(
         run.stdout
-            .contains("~ changed /etc/nginx/conf.d/microblog.conf"),
+            .contains("~ change /etc/nginx/conf.d/microblog.conf"),
         "{}",
         run.stdout
     );

@@ -117,7 +117,7 @@ fn a_changed_secret_is_named_in_the_plan_and_restarts_only_what_uses_it() {
     assert_eq!(plan.code, 10, "{}{}", plan.stdout, plan.stderr);
     assert!(
         plan.stdout
-            .contains("~ secret microblog/dashboard-htpasswd changed"),
+            .contains("~ change secret microblog/dashboard-htpasswd"),
         "{}",
         plan.stdout
     );

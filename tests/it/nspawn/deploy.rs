@@ -243,3 +243,28 @@ fn a_backup_and_a_restore_through_the_rendered_units() {
     assert_eq!(status, 200);
     assert_eq!(count(&host), visits + 1);
 }
+
+#[test]
+fn a_detached_host_keeps_running_on_plain_files() {
+    let host = Host::new();
+    host.reconcile().ok();
+    host.c.plumb(&["detach"]).ok();
+    // Plain files where the links were: systemd and nginx take them as they
+    // are, with nothing of plumb's in the way.
+    host.c.ok("test ! -L /etc/systemd/system/microblog.service && test -f /etc/systemd/system/microblog.service");
+    host.c.ok("test ! -L /etc/nginx/conf.d/microblog.conf");
+    host.c
+        .ok("systemctl daemon-reload && systemctl restart microblog.service && nginx -t -q && systemctl reload nginx");
+    assert_eq!(host.needing_reload(), Vec::<String>::new());
+    host.c.ok(
+        "for i in $(seq 100); do curl -sf http://127.0.0.1:8000/health && exit; sleep 0.05; done; exit 1",
+    );
+    assert_eq!(host.https("/", "").0, 200);
+    set_version(&host, "1.1");
+    host.reconcile().fails_with(2, "detached");
+    assert_eq!(health(&host), "ok 1.0");
+    host.c.plumb(&["attach"]).ok();
+    host.reconcile().ok();
+    assert_eq!(health(&host), "ok 1.1");
+    host.c.ok("test -L /etc/systemd/system/microblog.service");
+}

@@ -16,3 +16,6 @@ pub mod render; // minijinja: a deploy repo at one commit -> the desired state
 pub mod source; // git2: fetch, resolve, read trees (the only git2 import)
 pub mod spec; // host config, deploy.yaml, overlays, paths, schedules, layout
 pub mod ui; // what the operator reads
+
+/// `plumb --version`: the release and the commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PLUMB_COMMIT"), ")");

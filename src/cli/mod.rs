@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// A pull-based GitOps agent: brings this host to match a commit of a deploy repo.
 #[derive(Debug, Parser)]
-#[command(name = "plumb", version, about)]
+#[command(name = "plumb", version = crate::VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -107,6 +107,11 @@ pub enum Command {
     /// Manage a detached host again: the copies become links (refused if
     /// one was changed since `detach`).
     Attach,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write a man page per command into DIR (for packaging).
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
     /// Render a deploy repo working tree for this host (--hostname) into
     /// OUT, in the host's layout, without deploying anything.
     Render {

@@ -2,6 +2,7 @@
 //! only layer that sees clap's types (to turn them into `Settings`) and
 //! that chooses the host (the machine, or a sandbox).
 
+mod assets;
 mod deploy;
 pub mod detach;
 pub mod plan;
@@ -21,6 +22,12 @@ use crate::spec::settings::{Flags, Settings};
 
 /// Run the command `cli` asks for; returns the exit code on success.
 pub fn run(cli: Cli) -> Result<u8, Error> {
+    // What only describes plumb itself needs no host config.
+    match &cli.command {
+        Command::Completions { shell } => return Ok(assets::completions(*shell)),
+        Command::Manpages { dir } => return assets::manpages(dir),
+        _ => {}
+    }
     let mut flags = flags(cli.common);
     if let Command::Validate { .. } | Command::Render { .. } = cli.command {
         // Validation renders a working tree; no remote is involved.
@@ -92,6 +99,9 @@ fn dispatch(
         Command::Releases { json } => releases::run(settings, host, json),
         Command::Rollback { release, wait } => {
             rollback::run(settings, host, release.as_deref(), wait)
+        }
+        Command::Completions { .. } | Command::Manpages { .. } => {
+            unreachable!("answered before the settings are read")
         }
         Command::Detach => detach::detach(settings, host),
         Command::Attach => detach::attach(settings, host),

@@ -7,6 +7,7 @@ mod container;
 mod daemon;
 mod deploy;
 mod kill;
+mod package;
 mod rollback;
 mod tls;
 
@@ -48,8 +49,15 @@ impl Host {
 
     /// A host whose site's certificate is not issued yet.
     pub fn without_certificate(extra: &str) -> Host {
+        Host::setup(extra, &[])
+    }
+
+    /// A host without its certificate, with more host directories bound.
+    pub fn setup(extra: &str, binds: &[(&Path, &str)]) -> Host {
         let repo = GitRepo::example();
-        let c = Container::boot(&[(repo.path(), "/srv/repo")]);
+        let mut all = vec![(repo.path(), "/srv/repo")];
+        all.extend_from_slice(binds);
+        let c = Container::boot(&all);
         let key = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/example-age.key"),
         )

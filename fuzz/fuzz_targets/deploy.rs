@@ -12,11 +12,11 @@ use plumb::render::{self, HostFacts};
 use plumb::spec::deploy;
 use plumb::spec::paths::AllowedRoots;
 use plumb::spec::settings::Limits;
-use plumb::spec::tree::{Entry, Tree};
+use plumb::spec::tree::{Blob, Entry, Tree};
 
 fn file(bytes: &[u8]) -> Entry {
     Entry::File {
-        bytes: bytes.to_vec(),
+        blob: Blob::held(bytes.to_vec()),
         executable: false,
     }
 }

@@ -84,6 +84,9 @@ pub fn observe(
     let mut paths = BTreeMap::new();
     let mut link_targets = BTreeMap::new();
     for path in target.managed().chain(state.owned.iter().cloned()) {
+        if paths.contains_key(&path) {
+            continue; // desired and owned: looked at once
+        }
         let seen = match files.read_link(&path) {
             Ok(target) => PathState::Link(target),
             Err(e) if e.kind() == ErrorKind::NotFound => PathState::Missing,
@@ -226,6 +229,6 @@ fn intact(host: &dyn Host, path: &Path, entry: &FileEntry, depth: Depth) -> bool
         return true;
     }
     files
-        .sha256(path)
-        .is_ok_and(|sha256| sha256 == entry.sha256)
+        .content_id(path, &entry.sha256)
+        .is_ok_and(|id| id == entry.sha256)
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::error::ApplyError;
 use crate::host::{Files, Host};
 use crate::plan::release::{FileEntry, FileStat, ReleaseInfo};
-use crate::render::desired::Desired;
+use crate::render::desired::{Desired, SourceFile};
 use crate::spec::layout::{Layout, relative};
 
 /// Read `releases/<id>/release.json`.
@@ -132,7 +132,12 @@ fn write_all(
     let files = host.files();
     let mut info = source.planned.clone();
     let mut dirs = BTreeSet::new();
-    let mut write = |key: String, bytes: &[u8], mode: u32, reusable: bool| {
+    // Bytes are asked for only when a file is not reused from the previous
+    // release: an unchanged app source is never read out of git again.
+    let mut write = |key: String,
+                     bytes: &dyn Fn() -> Result<Vec<u8>, ApplyError>,
+                     mode: u32,
+                     reusable: bool| {
         let full = tmp.join(&key);
         let dir = full
             .parent()
@@ -159,7 +164,7 @@ fn write_all(
         });
         if !linked {
             files
-                .write_new(&full, bytes, mode)
+                .write_new(&full, &bytes()?, mode)
                 .map_err(ApplyError::io("write", &full))?;
         }
         stat_into(files, &full, info.manifest.get_mut(&key));
@@ -167,7 +172,7 @@ fn write_all(
     };
     for (path, file) in &source.desired.files {
         let key = format!("files/{}", relative(path).display());
-        write(key, &file.bytes, file.mode, true)?;
+        write(key, &|| Ok(file.bytes.clone()), file.mode, true)?;
     }
     for (app, sources) in &source.desired.apps {
         let build = source.desired.builds.get(app);
@@ -187,11 +192,11 @@ fn write_all(
                         .map_err(ApplyError::io("create", dir))?;
                 }
                 files
-                    .write_new(&full, &file.bytes, mode)
+                    .write_new(&full, &source_bytes(file, &key)?, mode)
                     .map_err(ApplyError::io("write", &full))?;
                 continue;
             }
-            write(key, &file.bytes, mode, reusable)?;
+            write(key.clone(), &|| source_bytes(file, &key), mode, reusable)?;
         }
     }
     let completed = super::appdir::complete(host, layout, tmp, source)?;
@@ -201,6 +206,19 @@ fn write_all(
         super::secrets::link_into(host, tmp, id)?;
     }
     Ok(info)
+}
+
+/// The bytes of an app's source file (counted against the commit's limits
+/// when it was rendered).
+fn source_bytes(file: &SourceFile, key: &str) -> Result<Vec<u8>, ApplyError> {
+    file.blob
+        .bytes(u64::MAX)
+        .map(|b| b.into_owned())
+        .map_err(|message| ApplyError::Io {
+            action: "read",
+            path: key.into(),
+            source: std::io::Error::other(message),
+        })
 }
 
 /// Record what `lstat` says of a file just written.

@@ -56,7 +56,7 @@ fn desired(commit: &str, config: &str) -> Desired {
         "web".into(),
         vec![SourceFile {
             path: "main.py".into(),
-            bytes: b"print('hi')\n".to_vec(),
+            blob: crate::spec::tree::Blob::held(b"print('hi')\n".to_vec()),
             executable: false,
         }],
     );

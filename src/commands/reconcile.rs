@@ -178,6 +178,11 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
         ));
     }
     ui::line(deploy::summary(&plan, &outcome));
+    // Off the up-to-date path: every fetch adds a pack, and a mirror of a
+    // thousand packs makes every later run slower.
+    if let Err(e) = mirror.maintain() {
+        ui::warn(&format!("cannot repack the mirror: {e}"));
+    }
     Ok(exit::OK)
 }
 

@@ -77,6 +77,9 @@ impl<H: Host> Files for KillAt<H> {
     fn sha256(&self, path: &Path) -> io::Result<String> {
         self.inner.files().sha256(path)
     }
+    fn git_blob_id(&self, path: &Path) -> io::Result<String> {
+        self.inner.files().git_blob_id(path)
+    }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         self.step();
         self.inner.files().create_dir_all(path)

@@ -76,6 +76,25 @@ impl Files for RealFiles {
         Ok(hex::encode(hash.finalize()))
     }
 
+    fn git_blob_id(&self, path: &Path) -> io::Result<String> {
+        use sha1::{Digest as _, Sha1};
+        let mut file = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(self.real(path))?;
+        let size = file.metadata()?.len();
+        let mut hash = Sha1::new();
+        hash.update(format!("blob {size}\0").as_bytes());
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match file.read(&mut buf)? {
+                0 => break,
+                n => hash.update(&buf[..n]),
+            }
+        }
+        Ok(hex::encode(hash.finalize()))
+    }
+
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         fs::create_dir_all(self.real(path))
     }

@@ -413,6 +413,15 @@ impl Files for MemoryHost {
         Ok(hex::encode(Sha256::digest(self.read(path)?)))
     }
 
+    fn git_blob_id(&self, path: &Path) -> io::Result<String> {
+        use sha1::{Digest as _, Sha1};
+        let bytes = self.read(path)?;
+        let mut hash = Sha1::new();
+        hash.update(format!("blob {}\0", bytes.len()).as_bytes());
+        hash.update(&bytes);
+        Ok(hex::encode(hash.finalize()))
+    }
+
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let path = clean(path);
         let mut at = PathBuf::from("/");

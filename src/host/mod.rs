@@ -86,6 +86,18 @@ pub trait Files {
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// The SHA-256 of a file's bytes, read in pieces (files may be large).
     fn sha256(&self, path: &Path) -> io::Result<String>;
+    /// git's id of a file's bytes as a blob (SHA-1 of `blob <size>\0` and
+    /// the bytes), read in pieces.
+    fn git_blob_id(&self, path: &Path) -> io::Result<String>;
+    /// The content id of `path` in the scheme of `like`: `git:<blob id>`
+    /// for a `git:` id, a SHA-256 otherwise (see `spec::tree::Blob::id`).
+    fn content_id(&self, path: &Path, like: &str) -> io::Result<String> {
+        if like.starts_with("git:") {
+            Ok(format!("git:{}", self.git_blob_id(path)?))
+        } else {
+            self.sha256(path)
+        }
+    }
 
     /// Create a directory and its parents (mode 0755 unless it exists).
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;

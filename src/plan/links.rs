@@ -1,6 +1,7 @@
 //! Links and files: which owned links are created, repaired or removed,
 //! and how each managed file changes.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -43,7 +44,7 @@ pub(super) fn classify(
 ) -> Result<Links, PlanError> {
     let before = observed.current.as_ref();
     let mut links = Links::default();
-    let desired: Vec<PathBuf> = target.managed().collect();
+    let desired: BTreeSet<PathBuf> = target.managed().collect();
     for path in &desired {
         let owned = observed.owned.contains(path);
         match observed.paths.get(path).unwrap_or(&PathState::Missing) {
@@ -68,7 +69,7 @@ pub(super) fn classify(
             _ => {}
         }
     }
-    for path in observed.owned.iter().filter(|p| !desired.contains(p)) {
+    for path in observed.owned.difference(&desired) {
         links.changes.push((path.clone(), Change::Removed));
         if !observed.ours(path) {
             continue; // changed by hand since: no longer ours to remove

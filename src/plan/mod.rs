@@ -60,7 +60,7 @@ pub struct Plan {
     pub previous: Option<String>,
     #[serde(default)]
     pub previous_commit: Option<String>,
-    /// Managed files that change, for the report.
+    /// Managed files that change, for the report, in path order.
     pub changes: Vec<(PathBuf, Change)>,
     /// Secrets that change (`<app>/<name>`): named, never shown.
     #[serde(default)]
@@ -82,10 +82,17 @@ impl Plan {
     /// changed files already says (their links) and for bookkeeping.
     pub fn shown(&self, action: &Action) -> Option<String> {
         match action {
-            Action::Link(path) if !self.changes.iter().any(|(p, _)| p == path) => Some(format!(
-                "relink {} (missing or changed by hand)",
-                path.display()
-            )),
+            Action::Link(path)
+                if self
+                    .changes
+                    .binary_search_by(|(p, _)| p.as_path().cmp(path))
+                    .is_err() =>
+            {
+                Some(format!(
+                    "relink {} (missing or changed by hand)",
+                    path.display()
+                ))
+            }
             Action::Link(_)
             | Action::Unlink(_)
             | Action::Pin { .. }
@@ -205,6 +212,8 @@ pub fn plan(
     }
     let abort = undo::abort(target, observed, &links, switching);
     let rollback = undo::rollback(observed, &links, &units, &abort, before);
+    let mut changes = links.changes;
+    changes.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(Plan {
         commit: deployed.commit.clone(),
         fingerprint: deployed.fingerprint.clone(),
@@ -213,7 +222,7 @@ pub fn plan(
         new_release: target.new,
         previous,
         previous_commit: observed.deployed.as_ref().map(|d| d.commit.clone()),
-        changes: links.changes,
+        changes,
         secrets,
         actions,
         abort,

@@ -62,6 +62,8 @@ pub struct SecretEntry {
 /// One file of a release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
+    /// The content's id: a SHA-256 (hex), or `git:<object id>` for an app
+    /// source file written from a git blob (see `spec::tree::Blob::id`).
     pub sha256: String,
     pub mode: String,
     /// What `lstat` said right after the file was written: an unchanged
@@ -268,8 +270,9 @@ pub fn manifest(desired: &Desired) -> BTreeMap<String, FileEntry> {
             if shared.iter().any(|s| file.path.starts_with(s)) {
                 continue;
             }
+            // The blob's id: a git object id is never re-hashed here.
             let entry = FileEntry {
-                sha256: sha256(&file.bytes),
+                sha256: file.blob.id().to_string(),
                 mode: if file.executable { "0755" } else { "0644" }.into(),
                 stat: None,
             };

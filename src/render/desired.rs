@@ -100,7 +100,8 @@ pub struct DesiredFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceFile {
     pub path: PathBuf,
-    pub bytes: Vec<u8>,
+    /// The bytes, read when the release is written.
+    pub blob: crate::spec::tree::Blob,
     pub executable: bool,
 }
 

@@ -82,6 +82,22 @@ struct Output {
 }
 
 impl Output {
+    /// A file already added that is inside `path`, or that `path` is inside:
+    /// its ancestors are looked up, and the files sorting right after it
+    /// (where its descendants would be) — O(depth · log n), not O(n).
+    fn nested(&self, path: &Path) -> Option<PathBuf> {
+        let files = &self.desired.files;
+        if let Some(parent) = path.ancestors().skip(1).find(|a| files.contains_key(*a)) {
+            return Some(parent.to_path_buf());
+        }
+        files
+            .range::<Path, _>((std::ops::Bound::Excluded(path), std::ops::Bound::Unbounded))
+            .next()
+            .map(|(p, _)| p)
+            .filter(|p| p.starts_with(path))
+            .cloned()
+    }
+
     fn add(
         &mut self,
         origin: &str,
@@ -121,13 +137,7 @@ impl Output {
             mode,
             origin: origin.to_string(),
         };
-        if let Some(other) = self
-            .desired
-            .files
-            .keys()
-            .find(|p| p.starts_with(&path) || path.starts_with(p))
-            .filter(|p| **p != path)
-        {
+        if let Some(other) = self.nested(&path) {
             return Err(InvalidError::Repo {
                 file: origin.to_string(),
                 message: format!(
@@ -310,7 +320,7 @@ fn render_app(
     for secret in app.secrets.iter().flatten() {
         let ciphertext = tree
             .read(&secret.source)?
-            .map(|(bytes, _)| bytes.to_vec())
+            .map(|(bytes, _)| bytes.into_owned())
             .ok_or_else(|| InvalidError::Repo {
                 file: origin.clone(),
                 message: format!(
@@ -385,7 +395,7 @@ fn file_content(
         (Some(name), None) => render_named(env, name, ctx),
         (None, Some(source)) => tree
             .read(source)?
-            .map(|(bytes, _)| bytes.to_vec())
+            .map(|(bytes, _)| bytes.into_owned())
             .ok_or_else(|| fail(&format!("source {source:?} is not in the deploy repo"))),
         _ => Err(fail("needs exactly one of `template:` or `source:`")),
     }
@@ -397,15 +407,18 @@ fn app_source(tree: &Tree, app: &str, dir: &str) -> Result<Vec<SourceFile>, Inva
     let mut files = Vec::new();
     for path in tree.list(dir) {
         let key = path.to_string_lossy();
-        let (bytes, executable) = tree.read(&key)?.ok_or_else(|| InvalidError::Repo {
+        let (blob, executable) = tree.file(&key)?.ok_or_else(|| InvalidError::Repo {
             file: key.to_string(),
             message:
                 "is a symlink to a directory or to a missing file; commit the files themselves"
                     .into(),
         })?;
+        // Counted against the commit's limits now, read when the release
+        // is written (and not at all when the previous release has it).
+        tree.reserve(&key, blob)?;
         files.push(SourceFile {
             path: path.strip_prefix(dir).unwrap_or(path).to_path_buf(),
-            bytes: bytes.to_vec(),
+            blob: blob.clone(),
             executable,
         });
     }
@@ -416,4 +429,42 @@ fn app_source(tree: &Tree, app: &str, dir: &str) -> Result<Vec<SourceFile>, Inva
         });
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output() -> Output {
+        Output {
+            desired: Desired::default(),
+            roots: AllowedRoots::new(&[PathBuf::from("/srv")], Path::new("/var/lib/plumb")),
+            limits: Limits::default(),
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn a_file_inside_another_or_twice_is_refused_whatever_the_order() {
+        for (first, second) in [
+            ("/srv/a", "/srv/a/b"),
+            ("/srv/a/b", "/srv/a"),
+            ("/srv/a/b/c", "/srv/a"),
+            ("/srv/x", "/srv/x"),
+        ] {
+            let mut out = output();
+            out.add("t", first, b"1".to_vec(), 0o644).unwrap();
+            let err = out.add("t", second, b"2".to_vec(), 0o644).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("cannot both be files") || text.contains("produced twice"),
+                "{first} then {second}: {text}"
+            );
+        }
+        // Neighbours in sort order that are not nested are fine.
+        let mut out = output();
+        for path in ["/srv/a", "/srv/a.conf", "/srv/a-b", "/srv/ab/c", "/srv/b"] {
+            out.add("t", path, b"1".to_vec(), 0o644).unwrap();
+        }
+    }
 }

@@ -40,7 +40,9 @@ pub(super) fn build_key(files: &[SourceFile], app: &App) -> String {
     for file in files {
         hash.update(file.path.to_string_lossy().as_bytes());
         hash.update([0, file.executable as u8]);
-        hash.update(Sha256::digest(&file.bytes));
+        // The content's id (git's object id, or a SHA-256): no need to
+        // read a source to know whether it changed.
+        hash.update(file.blob.id().as_bytes());
     }
     let extra = format!("{:?} {:?} {:?}", app.build, app.user, app.shared);
     hash.update(extra.as_bytes());

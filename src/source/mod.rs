@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use git2::{
     AutotagOption, CertificateCheckStatus, FetchOptions, ObjectType, RemoteCallbacks, Repository,
@@ -14,7 +15,7 @@ use git2::{
 
 use crate::error::{FetchError, InvalidError};
 use crate::spec::settings::Limits;
-use crate::spec::tree::{Entry, Tree};
+use crate::spec::tree::{Blob, BlobStore, Entry, Tree};
 
 mod known_hosts;
 pub mod openpgp;
@@ -195,6 +196,53 @@ impl Mirror {
         }
     }
 
+    /// Repack the mirror into one pack once fetches have left more than
+    /// `MAX_PACKS` (each fetch adds one): bounded work, every few deploys,
+    /// never on the up-to-date path. Old packs go only after the new one is
+    /// complete, so a crash leaves every object readable.
+    pub fn maintain(&self) -> Result<(), FetchError> {
+        let fail = |e: git2::Error| FetchError::Mirror {
+            path: self.path.clone(),
+            message: format!("repack: {}", e.message()),
+        };
+        let dir = self.path.join("objects/pack");
+        let packs: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if packs.len() <= MAX_PACKS {
+            return Ok(());
+        }
+        let mut walk = self.repo.revwalk().map_err(fail)?;
+        walk.push_glob("refs/*").map_err(fail)?;
+        let mut builder = self.repo.packbuilder().map_err(fail)?;
+        builder.insert_walk(&mut walk).map_err(fail)?;
+        builder.write(&dir, 0o444).map_err(fail)?;
+        // Without the new pack's name, nothing is removed.
+        let Some(kept) = builder
+            .name()
+            .ok()
+            .flatten()
+            .map(|n| format!("pack-{n}.pack"))
+        else {
+            return Ok(());
+        };
+        for pack in packs {
+            if pack.file_name().and_then(|n| n.to_str()) == Some(kept.as_str()) {
+                continue;
+            }
+            for ext in ["pack", "idx", "rev", "keep"] {
+                let _ = std::fs::remove_file(pack.with_extension(ext));
+            }
+        }
+        Ok(())
+    }
+
     /// Fetch `refspecs` from `remote`, checking ssh host keys against
     /// known_hosts; returns the refs the remote advertised.
     fn fetch_refspecs(
@@ -307,10 +355,10 @@ impl Mirror {
                     ))
                 })?
         };
-        let mut out = Tree::default();
+        // Names and object ids only: a blob is read when something asks.
+        let store: Arc<dyn BlobStore> = Arc::new(GitStore::open(&self.path)?);
+        let mut out = Tree::new(*limits);
         let mut failure = None;
-        let odb = self.repo.odb().ok();
-        let mut read = 0u64;
         let walked = tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
             if entry.kind() != Some(ObjectType::Blob) {
                 return TreeWalkResult::Ok;
@@ -328,40 +376,21 @@ impl Mirror {
                 return TreeWalkResult::Abort;
             }
             let path = PathBuf::from(format!("{dir}{name}"));
-            // Sized from the object header, before anything is loaded.
-            let size = odb
-                .as_ref()
-                .and_then(|odb| odb.read_header(entry.id()).ok())
-                .map(|(size, _)| size as u64)
-                .unwrap_or(0);
-            read += size;
-            if size > limits.max_blob_bytes || read > limits.max_repo_bytes {
-                failure = Some(fail(format!(
-                    "{} makes the commit too large to read: {size} bytes (limits.max_blob_bytes {}, limits.max_repo_bytes {} in all)",
-                    path.display(),
-                    limits.max_blob_bytes,
-                    limits.max_repo_bytes
-                )));
-                return TreeWalkResult::Abort;
-            }
-            match entry.to_object(&self.repo).and_then(|o| o.peel_to_blob()) {
-                Ok(blob) => {
-                    let bytes = blob.content().to_vec();
-                    let item = match entry.filemode() {
-                        0o120000 => Entry::Symlink(String::from_utf8_lossy(&bytes).into_owned()),
-                        mode => Entry::File {
-                            bytes,
-                            executable: mode == 0o100755,
-                        },
-                    };
-                    out.insert(path, item);
-                    TreeWalkResult::Ok
-                }
-                Err(e) => {
-                    failure = Some(fail(format!("{}: {}", path.display(), e.message())));
-                    TreeWalkResult::Abort
-                }
-            }
+            let item = match entry.filemode() {
+                0o120000 => match store.read(&entry.id().to_string(), MAX_LINK_BYTES) {
+                    Ok(target) => Entry::Symlink(String::from_utf8_lossy(&target).into_owned()),
+                    Err(e) => {
+                        failure = Some(fail(format!("{}: {e}", path.display())));
+                        return TreeWalkResult::Abort;
+                    }
+                },
+                mode => Entry::File {
+                    blob: Blob::stored(&entry.id().to_string(), store.clone()),
+                    executable: mode == 0o100755,
+                },
+            };
+            out.insert(path, item);
+            TreeWalkResult::Ok
         });
         // An aborted walk fails too: the reason it was aborted comes first.
         match (failure, walked) {
@@ -369,5 +398,55 @@ impl Mirror {
             (None, Err(e)) => Err(fail(e.message().into())),
             (None, Ok(())) => Ok(out),
         }
+    }
+}
+
+/// Packs the mirror may hold before `Mirror::maintain` repacks it.
+const MAX_PACKS: usize = 16;
+
+/// Longest symlink target read from a deploy repo.
+const MAX_LINK_BYTES: u64 = 4096;
+
+/// The mirror's objects, read one blob at a time as the render and the
+/// release need them.
+struct GitStore {
+    repo: Mutex<Repository>,
+}
+
+impl GitStore {
+    fn open(path: &Path) -> Result<GitStore, InvalidError> {
+        let repo = Repository::open(path).map_err(|e| InvalidError::Repo {
+            file: path.display().to_string(),
+            message: e.message().to_string(),
+        })?;
+        Ok(GitStore {
+            repo: Mutex::new(repo),
+        })
+    }
+}
+
+impl BlobStore for GitStore {
+    fn read(&self, id: &str, max: u64) -> Result<Vec<u8>, String> {
+        let repo = self.repo.lock().unwrap_or_else(|e| e.into_inner());
+        let oid = git2::Oid::from_str(id).map_err(|e| e.message().to_string())?;
+        // Sized from the object header, before anything is loaded.
+        let (size, _) = repo
+            .odb()
+            .and_then(|odb| odb.read_header(oid))
+            .map_err(|e| e.message().to_string())?;
+        if size as u64 > max {
+            return Err(format!("is {size} bytes, larger than {max}"));
+        }
+        let blob = repo.find_blob(oid).map_err(|e| e.message().to_string())?;
+        Ok(blob.content().to_vec())
+    }
+
+    fn size(&self, id: &str) -> Result<u64, String> {
+        let repo = self.repo.lock().unwrap_or_else(|e| e.into_inner());
+        let oid = git2::Oid::from_str(id).map_err(|e| e.message().to_string())?;
+        repo.odb()
+            .and_then(|odb| odb.read_header(oid))
+            .map(|(size, _)| size as u64)
+            .map_err(|e| e.message().to_string())
     }
 }

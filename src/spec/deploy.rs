@@ -158,18 +158,11 @@ fn check_app_name(name: &str) -> Result<(), InvalidError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::tree::Entry;
 
     fn tree(files: &[(&str, &str)]) -> Tree {
         let mut t = Tree::default();
         for (path, text) in files {
-            t.insert(
-                (*path).into(),
-                Entry::File {
-                    bytes: text.as_bytes().to_vec(),
-                    executable: false,
-                },
-            );
+            t.insert_bytes(path, text.as_bytes());
         }
         t
     }

@@ -203,18 +203,12 @@ mod tests {
     use super::*;
 
     use crate::spec::deploy::load;
-    use crate::spec::tree::{Entry, Tree};
+    use crate::spec::tree::Tree;
 
     fn tree(files: &[(&str, &str)]) -> Tree {
         let mut t = Tree::default();
         for (path, text) in files {
-            t.insert(
-                (*path).into(),
-                Entry::File {
-                    bytes: text.as_bytes().to_vec(),
-                    executable: false,
-                },
-            );
+            t.insert_bytes(path, text.as_bytes());
         }
         t
     }

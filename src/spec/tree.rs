@@ -1,44 +1,171 @@
-//! A deploy repo's files at one commit, in memory: what `source` reads out of
-//! git and what `render` consumes. Symlinks are resolved here and may not
+//! A deploy repo's files at one commit: what `source` lists out of git and
+//! what `render` consumes. The listing holds names and content ids only;
+//! a file's bytes are read when something asks for them (a template, a
+//! copied file, an app's source being written into a release), so files
+//! nothing references cost nothing. Symlinks are resolved here and may not
 //! leave the deploy repo.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::InvalidError;
+use crate::spec::settings::Limits;
 
 /// One entry of the tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Entry {
-    /// File contents and whether git marks it executable.
-    File { bytes: Vec<u8>, executable: bool },
+    /// A file, and whether git marks it executable.
+    File { blob: Blob, executable: bool },
     /// A symlink and its target as stored in git.
     Symlink(String),
 }
 
-/// Files of the deploy repo (below its sub-path), keyed by relative path.
-#[derive(Debug, Clone, Default)]
+/// Where the bytes of stored blobs are read from (the git mirror).
+pub trait BlobStore: Send + Sync {
+    /// The bytes of blob `id`, refused (without reading it) when larger
+    /// than `max` bytes.
+    fn read(&self, id: &str, max: u64) -> Result<Vec<u8>, String>;
+    /// The size of blob `id`, without reading it.
+    fn size(&self, id: &str) -> Result<u64, String>;
+}
+
+/// The bytes of one file: held in memory, or read from a store when asked.
+#[derive(Clone)]
+pub struct Blob(Arc<Repr>);
+
+enum Repr {
+    Held {
+        id: String,
+        bytes: Vec<u8>,
+    },
+    Stored {
+        id: String,
+        store: Arc<dyn BlobStore>,
+    },
+}
+
+/// Blobs are equal when their content is.
+impl PartialEq for Blob {
+    fn eq(&self, other: &Blob) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for Blob {}
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "Blob({})", self.id())
+    }
+}
+
+impl Blob {
+    /// Bytes held in memory; their id is their SHA-256.
+    pub fn held(bytes: Vec<u8>) -> Blob {
+        use sha2::{Digest, Sha256};
+        let id = hex::encode(Sha256::digest(&bytes));
+        Blob(Arc::new(Repr::Held { id, bytes }))
+    }
+
+    /// A git blob of `store`: its id is `git:<object id>`.
+    pub fn stored(oid: &str, store: Arc<dyn BlobStore>) -> Blob {
+        Blob(Arc::new(Repr::Stored {
+            id: format!("git:{oid}"),
+            store,
+        }))
+    }
+
+    /// What identifies the content: the same id, the same bytes. A SHA-256
+    /// (hex), or `git:<object id>` (git's SHA-1 of the blob).
+    pub fn id(&self) -> &str {
+        match &*self.0 {
+            Repr::Held { id, .. } | Repr::Stored { id, .. } => id,
+        }
+    }
+
+    /// The size in bytes, without reading a stored blob.
+    pub fn size(&self) -> Result<u64, String> {
+        match &*self.0 {
+            Repr::Held { bytes, .. } => Ok(bytes.len() as u64),
+            Repr::Stored { id, store } => store.size(id.strip_prefix("git:").unwrap_or(id)),
+        }
+    }
+
+    /// The bytes, read now if they are stored (at most `max` of them).
+    pub fn bytes(&self, max: u64) -> Result<Cow<'_, [u8]>, String> {
+        match &*self.0 {
+            Repr::Held { bytes, .. } if bytes.len() as u64 > max => {
+                Err(format!("is larger than {max} bytes"))
+            }
+            Repr::Held { bytes, .. } => Ok(Cow::Borrowed(bytes)),
+            Repr::Stored { id, store } => {
+                let oid = id.strip_prefix("git:").unwrap_or(id);
+                store.read(oid, max).map(Cow::Owned)
+            }
+        }
+    }
+}
+
+/// Files of the deploy repo (below its sub-path), keyed by relative path,
+/// with the reading budget of one commit.
+#[derive(Debug, Clone)]
 pub struct Tree {
     entries: BTreeMap<PathBuf, Entry>,
+    limits: Limits,
+    /// Bytes read so far (shared by the clones of this tree).
+    read: Arc<AtomicU64>,
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Tree::new(Limits::default())
+    }
 }
 
 /// How many symlinks may be followed while resolving one path.
 const MAX_LINKS: usize = 16;
 
+/// A file's bytes and whether it is executable.
+pub type Read<'a> = (Cow<'a, [u8]>, bool);
+
 impl Tree {
+    /// An empty tree that will read at most what `limits` allow.
+    pub fn new(limits: Limits) -> Tree {
+        Tree {
+            entries: BTreeMap::new(),
+            limits,
+            read: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     /// Add an entry at `path` (relative to the deploy repo root).
     pub fn insert(&mut self, path: PathBuf, entry: Entry) {
         self.entries.insert(path, entry);
     }
 
-    /// The bytes of `path`, following symlinks that stay inside the repo;
+    /// A file held in memory (tests, tools).
+    pub fn insert_bytes(&mut self, path: &str, bytes: &[u8]) {
+        let blob = Blob::held(bytes.to_vec());
+        self.insert(
+            path.into(),
+            Entry::File {
+                blob,
+                executable: false,
+            },
+        );
+    }
+
+    /// The file at `path`, following symlinks that stay inside the repo;
     /// `None` when there is no such file.
-    pub fn read(&self, path: &str) -> Result<Option<(&[u8], bool)>, InvalidError> {
+    pub fn file(&self, path: &str) -> Result<Option<(&Blob, bool)>, InvalidError> {
         let mut current = PathBuf::from(path);
         for _ in 0..MAX_LINKS {
             match self.entries.get(&current) {
                 None => return Ok(None),
-                Some(Entry::File { bytes, executable }) => return Ok(Some((bytes, *executable))),
+                Some(Entry::File { blob, executable }) => return Ok(Some((blob, *executable))),
                 Some(Entry::Symlink(target)) => {
                     current = resolve_link(&current, target).ok_or_else(|| InvalidError::Repo {
                         file: path.to_string(),
@@ -55,18 +182,71 @@ impl Tree {
         })
     }
 
+    /// Read a blob of this tree, within the commit's limits.
+    pub fn load<'b>(&self, path: &str, blob: &'b Blob) -> Result<Cow<'b, [u8]>, InvalidError> {
+        let bytes = blob
+            .bytes(self.limits.max_blob_bytes)
+            .map_err(|e| self.too_large(path, format!("{e} (limits.max_blob_bytes)")))?;
+        self.count(path, bytes.len() as u64)?;
+        Ok(bytes)
+    }
+
+    /// Count a blob that will be read later (an app's source, written into
+    /// the release) against the commit's limits.
+    pub fn reserve(&self, path: &str, blob: &Blob) -> Result<(), InvalidError> {
+        let size = blob.size().map_err(|e| self.too_large(path, e))?;
+        if size > self.limits.max_blob_bytes {
+            return Err(self.too_large(
+                path,
+                format!(
+                    "is {size} bytes, larger than {} (limits.max_blob_bytes)",
+                    self.limits.max_blob_bytes
+                ),
+            ));
+        }
+        self.count(path, size)
+    }
+
+    fn count(&self, path: &str, size: u64) -> Result<(), InvalidError> {
+        let total = self.read.fetch_add(size, Ordering::Relaxed) + size;
+        if total > self.limits.max_repo_bytes {
+            return Err(self.too_large(
+                path,
+                format!(
+                    "makes the commit too large to read: more than {} bytes in all (limits.max_repo_bytes)",
+                    self.limits.max_repo_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn too_large(&self, path: &str, message: String) -> InvalidError {
+        InvalidError::Repo {
+            file: path.to_string(),
+            message,
+        }
+    }
+
+    /// The bytes of `path` (read now) and whether it is executable; `None`
+    /// when there is no such file.
+    pub fn read(&self, path: &str) -> Result<Option<Read<'_>>, InvalidError> {
+        match self.file(path)? {
+            None => Ok(None),
+            Some((blob, executable)) => Ok(Some((self.load(path, blob)?, executable))),
+        }
+    }
+
     /// A UTF-8 text file, or `None` when missing.
     pub fn read_text(&self, path: &str) -> Result<Option<String>, InvalidError> {
         match self.read(path)? {
             None => Ok(None),
-            Some((bytes, _)) => {
-                String::from_utf8(bytes.to_vec())
-                    .map(Some)
-                    .map_err(|_| InvalidError::Repo {
-                        file: path.to_string(),
-                        message: "is not UTF-8 text".into(),
-                    })
-            }
+            Some((bytes, _)) => String::from_utf8(bytes.into_owned())
+                .map(Some)
+                .map_err(|_| InvalidError::Repo {
+                    file: path.to_string(),
+                    message: "is not UTF-8 text".into(),
+                }),
         }
     }
 
@@ -81,9 +261,9 @@ impl Tree {
     pub fn list(&self, dir: &str) -> Vec<&Path> {
         let dir = Path::new(dir);
         self.entries
-            .keys()
-            .filter(|p| p.starts_with(dir))
-            .map(PathBuf::as_path)
+            .range::<Path, _>((std::ops::Bound::Included(dir), std::ops::Bound::Unbounded))
+            .take_while(|(p, _)| p.starts_with(dir))
+            .map(|(p, _)| p.as_path())
             .collect()
     }
 }
@@ -104,9 +284,9 @@ fn read_dir(base: &Path, rel: &Path, tree: &mut Tree) -> std::io::Result<()> {
         } else if meta.is_dir() {
             read_dir(base, &path, tree)?;
         } else {
-            let bytes = std::fs::read(base.join(&path))?;
+            let blob = Blob::held(std::fs::read(base.join(&path))?);
             let executable = meta.permissions().mode() & 0o111 != 0;
-            tree.insert(path, Entry::File { bytes, executable });
+            tree.insert(path, Entry::File { blob, executable });
         }
     }
     Ok(())
@@ -142,13 +322,7 @@ mod tests {
 
     fn tree() -> Tree {
         let mut t = Tree::default();
-        t.insert(
-            "templates/a.j2".into(),
-            Entry::File {
-                bytes: b"A".to_vec(),
-                executable: false,
-            },
-        );
+        t.insert_bytes("templates/a.j2", b"A");
         t.insert("templates/b.j2".into(), Entry::Symlink("a.j2".into()));
         t.insert("files/c".into(), Entry::Symlink("../templates/b.j2".into()));
         t.insert(
@@ -162,7 +336,7 @@ mod tests {
 
     #[test]
     fn follows_links_inside_the_repo() {
-        assert_eq!(tree().read("files/c").unwrap().unwrap().0, b"A");
+        assert_eq!(&*tree().read("files/c").unwrap().unwrap().0, b"A");
         assert!(tree().read("missing").unwrap().is_none());
     }
 

@@ -171,6 +171,18 @@ pub fn app(name: &str, app: &App) -> Result<(), InvalidError> {
             f.line(&format!("hooks.post_switch[{i}]"), c)?;
         }
     }
+    let runs = app.source.is_some()
+        || app.build.as_ref().is_some_and(|b| !b.is_empty())
+        || app
+            .hooks
+            .as_ref()
+            .is_some_and(|h| !h.pre_switch.is_empty() || !h.post_switch.is_empty());
+    if app.user.is_none() && runs {
+        return Err(f.fail(
+            "user",
+            "is missing: an app with `source:`, `build:` or `hooks:` names the user its files belong to and its steps run as (never root)".into(),
+        ));
+    }
     if let Some(service) = &app.service {
         check_service(&f, service)?;
     }
@@ -441,5 +453,20 @@ mod tests {
         for bad in ["dashboard", "/a b", "/a;b", "/{x}", "/\"x"] {
             assert!(!location(bad), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn an_app_that_runs_steps_or_owns_a_source_names_its_user() {
+        let app = |yaml: &str| -> App { serde_saphyr::from_str(yaml).unwrap() };
+        for yaml in [
+            "source: app",
+            "build: [make]",
+            "hooks: {post_switch: [true]}",
+        ] {
+            let err = super::app("web", &app(yaml)).unwrap_err().to_string();
+            assert!(err.contains("apps.web.user: is missing"), "{yaml}: {err}");
+            super::app("web", &app(&format!("{{user: web, {yaml}}}"))).unwrap();
+        }
+        super::app("web", &app("service: {command: /bin/true}")).unwrap();
     }
 }

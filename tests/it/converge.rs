@@ -348,3 +348,44 @@ fn drift_is_repaired_and_reported() {
         ]
     );
 }
+
+#[test]
+fn an_edit_that_keeps_size_and_mtime_is_found_by_status_verify() {
+    let repo = GitRepo::example_minimal();
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    let release = sandbox.state_dir().join("current");
+    // A rendered file (SHA-256 in the manifest) and an app source file
+    // (git's blob id in the manifest): same length, same mtime, same inode.
+    let targets = [
+        release.join("files/etc/microblog/config.yaml"),
+        release.join("app/microblog/microblog/db.py"),
+    ];
+    for path in &targets {
+        let meta = fs::metadata(path).unwrap();
+        let mut bytes = fs::read(path).unwrap();
+        bytes[0] = if bytes[0] == b'#' { b'!' } else { b'#' };
+        let mut file = fs::OpenOptions::new().write(true).open(path).unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
+        file.set_modified(meta.modified().unwrap()).unwrap();
+    }
+    let quick = sandbox.plumb(&["status"]).ok().stdout;
+    assert!(
+        quick.contains("drift: none"),
+        "the quick check trusts the stat:\n{quick}"
+    );
+    let full = sandbox.plumb(&["status", "--verify"]).ok().stdout;
+    for key in [
+        "files/etc/microblog/config.yaml",
+        "app/microblog/microblog/db.py",
+    ] {
+        assert!(
+            full.contains(&format!(
+                "drift: {key}: modified since the release was written"
+            )),
+            "{key}:\n{full}"
+        );
+    }
+    // Only those two: the untouched files hash to their recorded ids.
+    assert_eq!(full.matches("drift: ").count(), 2, "{full}");
+}

@@ -5,9 +5,7 @@
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 
-use sha2::{Digest, Sha256};
-
-use crate::harness::{GitRepo, Sandbox};
+use crate::harness::{GitRepo, Sandbox, content_id};
 
 /// `current`, if present, is a complete release; state.json, if present, parses.
 fn assert_consistent(sandbox: &Sandbox, context: &str) {
@@ -32,7 +30,7 @@ fn assert_consistent(sandbox: &Sandbox, context: &str) {
             fs::read(release.join(path)).unwrap_or_else(|_| panic!("{context}: {path} missing"));
         assert_eq!(
             entry["sha256"],
-            hex::encode(Sha256::digest(&bytes)),
+            content_id(&bytes, entry["sha256"].as_str().unwrap()),
             "{context}: {path}"
         );
     }

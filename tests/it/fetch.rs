@@ -267,3 +267,35 @@ fn the_default_known_hosts_is_read_and_a_missing_key_file_is_named() {
     );
     run("client_key").ok();
 }
+
+#[test]
+fn the_mirror_is_repacked_as_deploys_pile_up_packs() {
+    let repo = GitRepo::example_minimal();
+    let sandbox = Sandbox::new();
+    let packs = |s: &Sandbox| {
+        fs::read_dir(s.state_dir().join("repo.git/objects/pack"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "pack")
+            })
+            .count()
+    };
+    let mut most = 0;
+    for n in 0..24 {
+        let yaml = repo.read("deploy.yaml");
+        let start = yaml.find("app_version: ").unwrap();
+        let end = start + yaml[start..].find('\n').unwrap();
+        let yaml = format!("{}app_version: \"{n}\"{}", &yaml[..start], &yaml[end..]);
+        repo.write("deploy.yaml", &yaml).commit(&n.to_string());
+        sandbox.reconcile(&repo).ok();
+        most = most.max(packs(&sandbox));
+    }
+    assert!(most <= 17, "{most} packs at most");
+    // Everything is still there: history, trees, the next run.
+    assert!(sandbox.reconcile(&repo).ok().stdout.contains("up to date"));
+    sandbox.plumb(&["rollback", "--wait"]).ok();
+}

@@ -445,3 +445,17 @@ pub fn self_signed(dir: &Path, name: &str) {
         .arg(dir.join("cert.pem"))
         .stderr(std::process::Stdio::null()));
 }
+
+/// A file's content id in the scheme of a manifest entry `like`: git's blob
+/// id (`git:<sha1>`) for app sources written from git, a SHA-256 otherwise.
+pub fn content_id(bytes: &[u8], like: &str) -> String {
+    use sha2::Digest as _;
+    if like.starts_with("git:") {
+        let mut hash = sha1::Sha1::new();
+        hash.update(format!("blob {}\0", bytes.len()).as_bytes());
+        hash.update(bytes);
+        format!("git:{}", hex::encode(hash.finalize()))
+    } else {
+        hex::encode(sha2::Sha256::digest(bytes))
+    }
+}

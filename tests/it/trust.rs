@@ -436,6 +436,29 @@ fn rollback_takes_only_the_name_of_a_release() {
 }
 
 #[test]
+fn files_the_deploy_never_references_are_never_read() {
+    // 200 KB in the repo, 20 KB per file at most: nothing references the
+    // big files, so they are neither read nor counted.
+    let repo = GitRepo::example_minimal();
+    let big = "x".repeat(100_000);
+    repo.write("docs/big-1.txt", &big)
+        .write("docs/big-2.txt", &big)
+        .commit("unrelated big files");
+    let sandbox = configured("limits: {max_blob_bytes: 20000, max_repo_bytes: 150000}\n");
+    sandbox.reconcile(&repo).ok();
+    // The same file referenced by a managed file is read, and refused.
+    let yaml = repo.read("deploy.yaml").replacen(
+        "    files:\n",
+        "    files:\n      - path: /etc/microblog/big.txt\n        source: docs/big-1.txt\n",
+        1,
+    );
+    repo.write("deploy.yaml", &yaml).commit("reference one");
+    sandbox
+        .reconcile(&repo)
+        .fails_with(5, "docs/big-1.txt: is 100000 bytes, larger than 20000");
+}
+
+#[test]
 fn a_commit_larger_than_the_limits_is_refused_and_the_host_untouched() {
     let repo = GitRepo::example_minimal();
     for (limits, needle) in [
@@ -445,7 +468,7 @@ fn a_commit_larger_than_the_limits_is_refused_and_the_host_untouched() {
             "the most a managed file may have is 200",
         ),
         ("max_rendered_bytes: 1000", "more than 1000 rendered bytes"),
-        ("max_blob_bytes: 4000", "too large to read"),
+        ("max_blob_bytes: 4000", "larger than 4000"),
         ("max_repo_bytes: 20000", "too large to read"),
     ] {
         let sandbox = configured(&format!("limits: {{{limits}}}\n"));

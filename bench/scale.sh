@@ -90,7 +90,7 @@ if [[ $cases == *mirror* ]]; then
     for i in $(seq 1000); do
         sed -i "s/^  app_version: .*/  app_version: \"$i\"/" "$old/src/deploy.yaml"
         git_in "$old/src" commit -qam "deploy $i" && git -C "$old/src" push -q origin main
-        $reconcile >/dev/null
+        $reconcile >/dev/null 2>&1
     done
     echo "mirror after 1000 deploys: $(find "$old/root/var/lib/plumb/repo.git/objects/pack" -name '*.pack' | wc -l) pack(s)"
     change="sed -i \"s/^  app_version: .*/  app_version: \\\"\$RANDOM\\\"/\" deploy.yaml"

@@ -25,7 +25,7 @@ pub fn run(settings: &Settings, dir: &Path, out: &Path) -> Result<u8, Error> {
         )));
     }
     let dir = repo_dir(dir, settings);
-    let tree = read_tree(&dir)?;
+    let tree = read_tree(&dir, settings.limits)?;
     let scratch = scratch()?;
     let rendered = render_tree(settings, &tree, &settings.hostname, &scratch);
     let _ = fs::remove_dir_all(scratch.files().root());

@@ -14,7 +14,7 @@ use crate::render::{self, HostFacts};
 use crate::source::Mirror;
 use crate::source::trust::Policy;
 use crate::spec::deploy;
-use crate::spec::settings::{Commands, Settings};
+use crate::spec::settings::{Commands, Limits, Settings};
 use crate::spec::tree::Tree;
 use crate::ui;
 
@@ -27,7 +27,7 @@ type Found = Vec<(&'static str, String)>;
 /// host it defines, or only for `only` (`--hostname`).
 pub fn run(settings: &Settings, dir: &Path, only: Option<&str>) -> Result<u8, Error> {
     let dir = &repo_dir(dir, settings);
-    let tree = read_tree(dir)?;
+    let tree = read_tree(dir, settings.limits)?;
     let mut hosts: Vec<String> = tree
         .list("hosts")
         .iter()
@@ -58,7 +58,7 @@ pub fn run(settings: &Settings, dir: &Path, only: Option<&str>) -> Result<u8, Er
     ));
     let mut problems = 0;
     for host in &hosts {
-        let found = check_host(settings, &tree, host);
+        let found = check_host(settings, &tree.with_fresh_budget(), host);
         for (severity, message) in &found {
             ui::out(format_args!("{}: {severity}: {message}", label(host)));
         }
@@ -85,8 +85,8 @@ pub(super) fn repo_dir(dir: &Path, settings: &Settings) -> PathBuf {
 }
 
 /// The working tree at `dir`, as a commit's would be read.
-pub(super) fn read_tree(dir: &Path) -> Result<Tree, Error> {
-    Tree::from_dir(dir).map_err(|e| {
+pub(super) fn read_tree(dir: &Path, limits: Limits) -> Result<Tree, Error> {
+    Tree::from_dir(dir, limits).map_err(|e| {
         crate::error::ConfigError::Invalid(format!("cannot read {}: {e}", dir.display())).into()
     })
 }

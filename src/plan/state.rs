@@ -30,7 +30,7 @@ pub struct State {
     /// The release `current` points at, and the commit it was deployed for.
     pub deployed: Option<Deployed>,
     /// Host paths that are plumb's links into `current/files`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "sorted_set")]
     pub owned: BTreeSet<PathBuf>,
     /// Past runs that changed something or failed, newest last.
     #[serde(default)]
@@ -161,4 +161,11 @@ impl State {
         let excess = self.history.len().saturating_sub(HISTORY);
         self.history.drain(..excess);
     }
+}
+
+/// A set stored in order (as serde writes a `BTreeSet`), built in one pass
+/// instead of one insertion per item: state.json of 10 000 links loads in
+/// a fraction of the time.
+fn sorted_set<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeSet<PathBuf>, D::Error> {
+    Vec::<PathBuf>::deserialize(d).map(BTreeSet::from_iter)
 }

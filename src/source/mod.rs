@@ -196,50 +196,84 @@ impl Mirror {
         }
     }
 
-    /// Repack the mirror into one pack once fetches have left more than
-    /// `MAX_PACKS` (each fetch adds one): bounded work, every few deploys,
-    /// never on the up-to-date path. Old packs go only after the new one is
-    /// complete, so a crash leaves every object readable.
+    /// Merge the packs fetches have added once there are more than
+    /// `MAX_PACKS` of them (each fetch adds one): the objects of every pack
+    /// but the largest go into one new pack, so the work is bounded by what
+    /// was fetched since, never by the whole history, and no object is ever
+    /// dropped (a kept release's commit stays readable). Runs after a
+    /// deploy, never on the up-to-date path. The new pack is on disk
+    /// (fsync) before any old one is removed, index first, so a crash at
+    /// any point leaves every object readable.
     pub fn maintain(&self) -> Result<(), FetchError> {
-        let fail = |e: git2::Error| FetchError::Mirror {
+        let fail = |message: String| FetchError::Mirror {
             path: self.path.clone(),
-            message: format!("repack: {}", e.message()),
+            message: format!("repack: {message}"),
         };
         let dir = self.path.join("objects/pack");
-        let packs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        let mut packs: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
             .map(|entries| {
                 entries
                     .flatten()
                     .map(|e| e.path())
                     .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+                    .map(|p| (std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0), p))
                     .collect()
             })
             .unwrap_or_default();
         if packs.len() <= MAX_PACKS {
             return Ok(());
         }
-        let mut walk = self.repo.revwalk().map_err(fail)?;
-        walk.push_glob("refs/*").map_err(fail)?;
-        let mut builder = self.repo.packbuilder().map_err(fail)?;
-        builder.insert_walk(&mut walk).map_err(fail)?;
-        builder.write(&dir, 0o444).map_err(fail)?;
-        // Without the new pack's name, nothing is removed.
-        let Some(kept) = builder
-            .name()
-            .ok()
-            .flatten()
-            .map(|n| format!("pack-{n}.pack"))
-        else {
+        packs.sort();
+        packs.pop(); // the largest stays as it is
+        // Big blobs are stored whole, not compared for deltas, and the
+        // delta window's memory is capped.
+        let mut config = self.repo.config().map_err(|e| fail(e.message().into()))?;
+        for (key, value) in [
+            ("pack.deltaCacheSize", 16 << 20),
+            ("pack.windowMemory", 64 << 20),
+        ] {
+            config
+                .set_i64(key, value)
+                .map_err(|e| fail(e.message().into()))?;
+        }
+        let mut builder = self
+            .repo
+            .packbuilder()
+            .map_err(|e| fail(e.message().into()))?;
+        let mut merged = Vec::new();
+        for (_, pack) in &packs {
+            // A pack whose index cannot be read is left alone.
+            let Ok(ids) = pack_index_ids(&pack.with_extension("idx")) else {
+                continue;
+            };
+            for id in ids {
+                builder
+                    .insert_object(id, None)
+                    .map_err(|e| fail(e.message().into()))?;
+            }
+            merged.push(pack);
+        }
+        builder
+            .write(&dir, 0o444)
+            .map_err(|e| fail(e.message().into()))?;
+        let Some(name) = builder.name().ok().flatten().map(|n| format!("pack-{n}")) else {
             return Ok(());
         };
-        for pack in packs {
-            if pack.file_name().and_then(|n| n.to_str()) == Some(kept.as_str()) {
+        let sync = |path: &Path| std::fs::File::open(path).and_then(|f| f.sync_all());
+        for ext in ["pack", "idx"] {
+            sync(&dir.join(format!("{name}.{ext}")))
+                .map_err(|e| fail(format!("{name}.{ext}: {e}")))?;
+        }
+        sync(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        for pack in merged {
+            if pack.file_stem().and_then(|n| n.to_str()) == Some(name.as_str()) {
                 continue;
             }
-            for ext in ["pack", "idx", "rev", "keep"] {
+            for ext in ["idx", "rev", "pack"] {
                 let _ = std::fs::remove_file(pack.with_extension(ext));
             }
         }
+        let _ = sync(&dir);
         Ok(())
     }
 
@@ -378,7 +412,18 @@ impl Mirror {
             let path = PathBuf::from(format!("{dir}{name}"));
             let item = match entry.filemode() {
                 0o120000 => match store.read(&entry.id().to_string(), MAX_LINK_BYTES) {
-                    Ok(target) => Entry::Symlink(String::from_utf8_lossy(&target).into_owned()),
+                    // A link's target is read now, and counted like any read.
+                    Ok(target) => match out.count(
+                        &path.to_string_lossy(),
+                        &format!("git:{}", entry.id()),
+                        target.len() as u64,
+                    ) {
+                        Ok(()) => Entry::Symlink(String::from_utf8_lossy(&target).into_owned()),
+                        Err(e) => {
+                            failure = Some(e);
+                            return TreeWalkResult::Abort;
+                        }
+                    },
                     Err(e) => {
                         failure = Some(fail(format!("{}: {e}", path.display())));
                         return TreeWalkResult::Abort;
@@ -403,6 +448,28 @@ impl Mirror {
 
 /// Packs the mirror may hold before `Mirror::maintain` repacks it.
 const MAX_PACKS: usize = 16;
+
+/// The object ids a pack's index (version 2) lists, read without loading
+/// the pack.
+fn pack_index_ids(path: &Path) -> std::io::Result<Vec<git2::Oid>> {
+    use std::io::Read;
+    let bad = || std::io::Error::other("not a version 2 pack index");
+    let mut file = std::fs::File::open(path)?;
+    let mut head = vec![0u8; 8 + 256 * 4];
+    file.read_exact(&mut head)?;
+    if head[..8] != [0xff, b't', b'O', b'c', 0, 0, 0, 2] {
+        return Err(bad());
+    }
+    let count = u32::from_be_bytes(head[8 + 255 * 4..].try_into().map_err(|_| bad())?) as u64;
+    if count * 20 > file.metadata()?.len() {
+        return Err(bad());
+    }
+    let mut ids = vec![0u8; count as usize * 20];
+    file.read_exact(&mut ids)?;
+    ids.chunks(20)
+        .map(|raw| git2::Oid::from_bytes(raw).map_err(|_| bad()))
+        .collect()
+}
 
 /// Longest symlink target read from a deploy repo.
 const MAX_LINK_BYTES: u64 = 4096;

@@ -7,9 +7,9 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::error::InvalidError;
 use crate::spec::settings::Limits;
@@ -115,14 +115,21 @@ impl Blob {
 pub struct Tree {
     entries: BTreeMap<PathBuf, Entry>,
     limits: Limits,
-    /// Bytes read so far (shared by the clones of this tree).
-    read: Arc<AtomicU64>,
+    /// What was read so far (shared by the clones of this tree).
+    read: Arc<Mutex<Budget>>,
 }
 
 impl Default for Tree {
     fn default() -> Self {
         Tree::new(Limits::default())
     }
+}
+
+/// Bytes read from one commit, and the contents they were read for.
+#[derive(Debug, Default)]
+struct Budget {
+    total: u64,
+    seen: HashSet<String>,
 }
 
 /// How many symlinks may be followed while resolving one path.
@@ -137,7 +144,17 @@ impl Tree {
         Tree {
             entries: BTreeMap::new(),
             limits,
-            read: Arc::new(AtomicU64::new(0)),
+            read: Arc::default(),
+        }
+    }
+
+    /// The same files with a budget of its own: one render per host reads
+    /// the same tree, and each render may read up to the limits.
+    pub fn with_fresh_budget(&self) -> Tree {
+        Tree {
+            entries: self.entries.clone(),
+            limits: self.limits,
+            read: Arc::default(),
         }
     }
 
@@ -187,7 +204,7 @@ impl Tree {
         let bytes = blob
             .bytes(self.limits.max_blob_bytes)
             .map_err(|e| self.too_large(path, format!("{e} (limits.max_blob_bytes)")))?;
-        self.count(path, bytes.len() as u64)?;
+        self.count(path, blob.id(), bytes.len() as u64)?;
         Ok(bytes)
     }
 
@@ -204,12 +221,18 @@ impl Tree {
                 ),
             ));
         }
-        self.count(path, size)
+        self.count(path, blob.id(), size)
     }
 
-    fn count(&self, path: &str, size: u64) -> Result<(), InvalidError> {
-        let total = self.read.fetch_add(size, Ordering::Relaxed) + size;
-        if total > self.limits.max_repo_bytes {
+    /// Count the `size` bytes of content `id`, read for `path`, against the
+    /// commit's limits; the same content read again is not counted twice.
+    pub fn count(&self, path: &str, id: &str, size: u64) -> Result<(), InvalidError> {
+        let mut budget = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        if !budget.seen.insert(id.to_string()) {
+            return Ok(());
+        }
+        budget.total += size;
+        if budget.total > self.limits.max_repo_bytes {
             return Err(self.too_large(
                 path,
                 format!(
@@ -251,8 +274,8 @@ impl Tree {
     }
 
     /// A working tree on disk (for `plumb validate`), without `.git`.
-    pub fn from_dir(dir: &Path) -> std::io::Result<Tree> {
-        let mut tree = Tree::default();
+    pub fn from_dir(dir: &Path, limits: Limits) -> std::io::Result<Tree> {
+        let mut tree = Tree::new(limits);
         read_dir(dir, Path::new(""), &mut tree)?;
         Ok(tree)
     }
@@ -346,5 +369,27 @@ mod tests {
             let err = tree().read(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }
+    }
+
+    #[test]
+    fn each_content_counts_once_against_the_limits_of_one_render() {
+        let limits = Limits {
+            max_repo_bytes: 10,
+            ..Limits::default()
+        };
+        let mut t = Tree::new(limits);
+        t.insert_bytes("a", b"123456");
+        t.insert_bytes("same-as-a", b"123456");
+        t.insert_bytes("b", b"abcdef");
+        // The same bytes read twice, or under two names, cost once.
+        t.read("a").unwrap();
+        t.read("a").unwrap();
+        t.read("same-as-a").unwrap();
+        let err = t.read("b").unwrap_err().to_string();
+        assert!(err.contains("limits.max_repo_bytes"), "{err}");
+        // Another render of the same tree (another host) has its own budget.
+        let other = t.with_fresh_budget();
+        other.read("b").unwrap();
+        other.read("a").unwrap_err();
     }
 }

@@ -172,6 +172,7 @@ pub fn app(name: &str, app: &App) -> Result<(), InvalidError> {
         }
     }
     let runs = app.source.is_some()
+        || app.git.is_some()
         || app.build.as_ref().is_some_and(|b| !b.is_empty())
         || app
             .hooks
@@ -180,7 +181,7 @@ pub fn app(name: &str, app: &App) -> Result<(), InvalidError> {
     if app.user.is_none() && runs {
         return Err(f.fail(
             "user",
-            "is missing: an app with `source:`, `build:` or `hooks:` names the user its files belong to and its steps run as (never root)".into(),
+            "is missing: an app with `source:`, `git:`, `build:` or `hooks:` names the user its files belong to and its steps run as (never root)".into(),
         ));
     }
     if let Some(service) = &app.service {

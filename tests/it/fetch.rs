@@ -284,6 +284,14 @@ fn the_mirror_is_repacked_as_deploys_pile_up_packs() {
             })
             .count()
     };
+    sandbox.reconcile(&repo).ok();
+    // The first fetch's pack holds the whole history: it is never rewritten.
+    let first: Vec<_> = fs::read_dir(sandbox.state_dir().join("repo.git/objects/pack"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .collect();
+    assert_eq!(first.len(), 1, "{first:?}");
     let mut most = 0;
     for n in 0..24 {
         let yaml = repo.read("deploy.yaml");
@@ -295,6 +303,8 @@ fn the_mirror_is_repacked_as_deploys_pile_up_packs() {
         most = most.max(packs(&sandbox));
     }
     assert!(most <= 17, "{most} packs at most");
+    assert!(packs(&sandbox) < 17, "merged");
+    assert!(first[0].exists(), "the largest pack was left as it was");
     // Everything is still there: history, trees, the next run.
     assert!(sandbox.reconcile(&repo).ok().stdout.contains("up to date"));
     sandbox.plumb(&["rollback", "--wait"]).ok();

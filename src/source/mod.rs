@@ -337,6 +337,9 @@ impl Mirror {
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
         options.download_tags(AutotagOption::None);
+        // plumb reads the refs it fetched into, never FETCH_HEAD: not
+        // writing it saves two file writes on every run.
+        options.update_fetchhead(false);
         // An https server may not send plumb (and its token) elsewhere.
         options.follow_redirects(git2::RemoteRedirect::None);
         let fetched = self.repo.remote_anonymous(&url).and_then(|mut r| {

@@ -5,15 +5,6 @@ use std::process::Command;
 
 use crate::harness::{GitRepo, Sandbox, example_dir, sh};
 
-fn restart_sec(repo: &GitRepo, from: u32, to: u32) -> String {
-    let yaml = repo.read("deploy.yaml").replace(
-        &format!("restart_sec: {from}"),
-        &format!("restart_sec: {to}"),
-    );
-    repo.write("deploy.yaml", &yaml)
-        .commit(&format!("restart_sec {to}"))
-}
-
 #[test]
 fn plan_shows_unified_diffs_changes_nothing_and_exits_10() {
     let repo = GitRepo::example_minimal();
@@ -22,7 +13,7 @@ fn plan_shows_unified_diffs_changes_nothing_and_exits_10() {
     let quiet = sandbox.plumb(&["plan", "--repo", &repo.url()]).ok();
     assert!(quiet.stdout.starts_with("no changes"), "{}", quiet.stdout);
 
-    restart_sec(&repo, 5, 9);
+    repo.restart_sec(5, 9);
     let before = sandbox.content();
     let run = sandbox.plumb(&["plan", "--repo", &repo.url()]);
     assert_eq!(run.code, 10, "{}{}", run.stdout, run.stderr);
@@ -100,7 +91,7 @@ fn rollback_switches_back_quarantines_what_it_left_and_releases_shows_it() {
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
     let v1 = sandbox.current_release();
-    let bad = restart_sec(&repo, 5, 9);
+    let bad = repo.restart_sec(5, 9);
     sandbox.reconcile(&repo).ok();
     let v2 = sandbox.current_release();
     sandbox.clear_calls();
@@ -218,7 +209,7 @@ fn while_the_head_is_quarantined_the_current_release_is_still_repaired() {
     let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
-    restart_sec(&repo, 5, 9);
+    repo.restart_sec(5, 9);
     sandbox.reconcile(&repo).ok();
     sandbox.plumb(&["rollback", "--repo", &repo.url()]).ok();
     fs::remove_file(sandbox.path("/etc/microblog/config.yaml")).unwrap();

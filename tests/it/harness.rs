@@ -119,6 +119,17 @@ impl GitRepo {
         self.git(&["commit", "-q", "--allow-empty", "-m", message]);
         self.git(&["rev-parse", "HEAD"]).trim().to_string()
     }
+
+    /// Commit the example's `restart_sec` changed from `from` to `to`: a
+    /// unit change and nothing else. Returns the new commit id.
+    pub fn restart_sec(&self, from: u32, to: u32) -> String {
+        let yaml = self.read("deploy.yaml").replace(
+            &format!("restart_sec: {from}"),
+            &format!("restart_sec: {to}"),
+        );
+        self.write("deploy.yaml", &yaml)
+            .commit(&format!("restart_sec {to}"))
+    }
 }
 
 pub fn copy_tree(from: &Path, to: &Path) {

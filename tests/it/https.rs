@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -60,27 +61,16 @@ server.socket = context.wrap_socket(server.socket, server_side=True)
 server.serve_forever()
 "#;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[test]
-fn fetches_over_https_with_a_token_and_refuses_a_wrong_one_or_an_untrusted_certificate() {
-    let tmp = TempDir::new().unwrap();
-    let t = tmp.path();
-    self_signed(t, "127.0.0.1");
+/// The example as `deploy.git` in `t`, served over https with the
+/// certificate in `t` and the token `s3cret-token`; ready when returned.
+fn serve(t: &Path) -> (Server, u16) {
     let repo = GitRepo::example_minimal();
     sh(Command::new("git")
         .args(["clone", "-q", "--bare"])
         .arg(repo.path())
         .arg(t.join("deploy.git")));
     let port = free_port();
-    let _server = Server(
+    let server = Server(
         Command::new("python3")
             .arg("-c")
             .arg(SERVER)
@@ -98,6 +88,24 @@ fn fetches_over_https_with_a_token_and_refuses_a_wrong_one_or_an_untrusted_certi
         assert!(Instant::now() < deadline, "the https server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    (server, port)
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn fetches_over_https_with_a_token_and_refuses_a_wrong_one_or_an_untrusted_certificate() {
+    let tmp = TempDir::new().unwrap();
+    let t = tmp.path();
+    self_signed(t, "127.0.0.1");
+    let (_server, port) = serve(t);
     let config = |token: &str| {
         fs::write(t.join("token"), format!("{token}\n")).unwrap();
         let path = t.join("plumb.yaml");
@@ -109,7 +117,7 @@ fn fetches_over_https_with_a_token_and_refuses_a_wrong_one_or_an_untrusted_certi
         path
     };
     let url = format!("https://127.0.0.1:{port}/deploy.git");
-    let run = |config: &std::path::Path, ca: &std::path::Path| {
+    let run = |config: &Path, ca: &Path| {
         let sandbox = Sandbox::new();
         let mut cmd = sandbox.command(&[
             "reconcile",
@@ -152,7 +160,7 @@ fn fetches_over_https_with_a_token_and_refuses_a_wrong_one_or_an_untrusted_certi
         "{stderr}"
     );
 
-    let (_, code, stderr) = run(&config("s3cret-token"), std::path::Path::new("/dev/null"));
+    let (_, code, stderr) = run(&config("s3cret-token"), Path::new("/dev/null"));
     assert_eq!(
         code,
         Some(4),
@@ -177,30 +185,7 @@ fn an_https_server_cannot_redirect_the_fetch_and_its_token_elsewhere() {
         .arg("-out")
         .arg(t.join("cert.pem"))
         .stderr(Stdio::null()));
-    let repo = GitRepo::example_minimal();
-    sh(Command::new("git")
-        .args(["clone", "-q", "--bare"])
-        .arg(repo.path())
-        .arg(t.join("deploy.git")));
-    let port = free_port();
-    let _server = Server(
-        Command::new("python3")
-            .arg("-c")
-            .arg(SERVER)
-            .arg(t)
-            .arg(port.to_string())
-            .arg(t.join("cert.pem"))
-            .arg(t.join("key.pem"))
-            .arg("s3cret-token")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the https server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_server, port) = serve(t);
     fs::write(t.join("token"), "s3cret-token\n").unwrap();
     let config = t.join("plumb.yaml");
     fs::write(

@@ -6,21 +6,12 @@ use std::fs;
 
 use crate::harness::{GitRepo, Sandbox};
 
-fn restart_sec(repo: &GitRepo, from: u32, to: u32) -> String {
-    let yaml = repo.read("deploy.yaml").replace(
-        &format!("restart_sec: {from}"),
-        &format!("restart_sec: {to}"),
-    );
-    repo.write("deploy.yaml", &yaml)
-        .commit(&format!("restart_sec {to}"))
-}
-
 #[test]
 fn a_file_changed_by_hand_while_the_head_is_quarantined_never_restarts_the_service_in_a_loop() {
     let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();
     sandbox.reconcile(&repo).ok();
-    restart_sec(&repo, 5, 9);
+    repo.restart_sec(5, 9);
     sandbox.reconcile(&repo).ok();
     sandbox.plumb(&["rollback", "--repo", &repo.url()]).ok();
     let config = sandbox
@@ -69,7 +60,7 @@ fn a_host_whose_apps_are_all_disabled_deploys_an_empty_release() {
 fn a_rollback_killed_after_its_switch_is_finished_with_its_quarantine() {
     let repo = GitRepo::example_minimal();
     repo.git(&["branch", "-q", "v1"]);
-    let bad = restart_sec(&repo, 5, 9);
+    let bad = repo.restart_sec(5, 9);
     let reconcile = |host: &Sandbox, branch: &str| {
         host.plumb(&[
             "reconcile",

@@ -13,6 +13,7 @@ mod tls;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 pub use container::Container;
 
@@ -121,6 +122,23 @@ impl Host {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no HTTP status in {out:?}"));
         (status, out)
+    }
+
+    /// Wait until the shell `check` succeeds in the container; how long it
+    /// took. Past `limit`, fail with plumb's journal.
+    pub fn eventually(&self, check: &str, limit: Duration) -> Duration {
+        let started = Instant::now();
+        while self.c.sh(check).code != 0 {
+            assert!(
+                started.elapsed() < limit,
+                "`{check}` never held within {limit:?}; plumb's journal:\n{}",
+                self.c
+                    .sh("journalctl --no-pager -o cat -u plumb.service -u plumb-daemon.service | tail -40")
+                    .stdout
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        started.elapsed()
     }
 
     /// The release `current` points at.

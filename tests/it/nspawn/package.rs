@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Host;
 
@@ -22,21 +22,6 @@ fn build_package(out: &Path) {
         "packaging/deb.sh failed:\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-}
-
-/// Wait until `check` (a shell condition in the container) holds.
-fn eventually(host: &Host, check: &str, limit: Duration) {
-    let started = Instant::now();
-    while host.c.sh(check).code != 0 {
-        assert!(
-            started.elapsed() < limit,
-            "`{check}` never held; plumb's journal:\n{}",
-            host.c
-                .sh("journalctl --no-pager -o cat -u plumb.service | tail -40")
-                .stdout
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -78,8 +63,7 @@ fn the_package_installs_and_its_timer_deploys_http_first_then_tls() {
     );
     host.c
         .ok("systemctl daemon-reload && systemctl enable --now plumb.timer");
-    eventually(
-        &host,
+    host.eventually(
         "curl -sf -H 'Host: blog.example.com' http://127.0.0.1/ | grep -q MicroBlog",
         Duration::from_secs(60),
     );
@@ -91,8 +75,7 @@ fn the_package_installs_and_its_timer_deploys_http_first_then_tls() {
     assert!(status.contains("quarantine: none"), "{status}");
 
     host.issue_certificate();
-    eventually(
-        &host,
+    host.eventually(
         "curl -sfk --resolve blog.example.com:443:127.0.0.1 https://blog.example.com/ | grep -q MicroBlog",
         Duration::from_secs(30),
     );

@@ -142,6 +142,7 @@ impl Error {
             Error::Lock(LockError::Held { .. }) => exit::LOCKED,
             Error::Lock(LockError::Io { .. }) => exit::APPLY,
             Error::Fetch(_) => exit::FETCH,
+            Error::Invalid(InvalidError::Unreadable { .. }) => exit::FETCH,
             Error::Invalid(e) if !e.is_the_commits() => exit::CONFIG,
             Error::Invalid(_) | Error::Plan(_) => exit::INVALID,
             Error::Untrusted(crate::source::trust::Untrusted::Rewind { .. }) => exit::REWIND,
@@ -266,12 +267,21 @@ pub enum InvalidError {
         "{file} not found, and deploy.yaml requires an overlay for every host (require_overlay: true): check this host's name (--hostname, or `hostname:` in the host config), or add {file}"
     )]
     NoOverlay { hostname: String, file: String },
+    /// plumb's own copy of the repository could not be read (permissions,
+    /// a damaged pack, no file descriptors left): the host's problem.
+    #[error(
+        "{file}: cannot be read from plumb's git mirror: {message}; check the mirror (<state_dir>/repo.git) and the disk, or remove the mirror to fetch it again"
+    )]
+    Unreadable { file: String, message: String },
 }
 
 impl InvalidError {
     /// Whether the commit is to blame (and may be quarantined).
     pub fn is_the_commits(&self) -> bool {
-        !matches!(self, InvalidError::NoOverlay { .. })
+        !matches!(
+            self,
+            InvalidError::NoOverlay { .. } | InvalidError::Unreadable { .. }
+        )
     }
 }
 

@@ -441,3 +441,25 @@ fn link(host: &dyn Host, target: &Path, path: &Path) -> Result<(), ApplyError> {
         .place_link(target, path)
         .map_err(ApplyError::io("link", path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::ProcessError;
+
+    #[test]
+    fn a_missing_certificate_is_the_hosts_problem_and_a_bad_directive_the_commits() {
+        let nginx = |output: &str| ProcessError::Exit {
+            command: "nginx -t -q".into(),
+            code: 1,
+            output: output.into(),
+        };
+        assert!(missing_certificate(&nginx(
+            "nginx: [emerg] cannot load certificate \"/etc/letsencrypt/live/blog/fullchain.pem\": \
+             BIO_new_file() failed (SSL: error:80000002:system library::No such file or directory)"
+        )));
+        assert!(!missing_certificate(&nginx(
+            "nginx: [emerg] unknown directive \"bogus_directive\" in /etc/nginx/conf.d/blog.conf:12"
+        )));
+    }
+}

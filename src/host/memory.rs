@@ -414,12 +414,10 @@ impl Files for MemoryHost {
     }
 
     fn git_blob_id(&self, path: &Path) -> io::Result<String> {
-        use sha1::{Digest as _, Sha1};
         let bytes = self.read(path)?;
-        let mut hash = Sha1::new();
-        hash.update(format!("blob {}\0", bytes.len()).as_bytes());
-        hash.update(&bytes);
-        Ok(hex::encode(hash.finalize()))
+        git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)
+            .map(|oid| oid.to_string())
+            .map_err(io::Error::other)
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {

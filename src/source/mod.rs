@@ -15,7 +15,7 @@ use git2::{
 
 use crate::error::{FetchError, InvalidError};
 use crate::spec::settings::Limits;
-use crate::spec::tree::{Blob, BlobStore, Entry, Tree};
+use crate::spec::tree::{Blob, BlobError, BlobStore, Entry, Tree};
 
 mod known_hosts;
 pub mod openpgp;
@@ -225,7 +225,8 @@ impl Mirror {
         }
         packs.sort();
         packs.pop(); // the largest stays as it is
-        // Big blobs are stored whole, not compared for deltas, and the
+        // Big blobs are stored whole, not compared for deltas (libgit2
+        // takes its big-file threshold from pack.deltaCacheSize), and the
         // delta window's memory is capped.
         let mut config = self.repo.config().map_err(|e| fail(e.message().into()))?;
         for (key, value) in [
@@ -427,6 +428,13 @@ impl Mirror {
                             return TreeWalkResult::Abort;
                         }
                     },
+                    Err(BlobError::Unreadable(message)) => {
+                        failure = Some(InvalidError::Unreadable {
+                            file: path.display().to_string(),
+                            message,
+                        });
+                        return TreeWalkResult::Abort;
+                    }
                     Err(e) => {
                         failure = Some(fail(format!("{}: {e}", path.display())));
                         return TreeWalkResult::Abort;
@@ -485,7 +493,7 @@ struct GitStore {
 
 impl GitStore {
     fn open(path: &Path) -> Result<GitStore, InvalidError> {
-        let repo = Repository::open(path).map_err(|e| InvalidError::Repo {
+        let repo = Repository::open(path).map_err(|e| InvalidError::Unreadable {
             file: path.display().to_string(),
             message: e.message().to_string(),
         })?;
@@ -495,28 +503,29 @@ impl GitStore {
     }
 }
 
+fn unreadable(e: git2::Error) -> BlobError {
+    BlobError::Unreadable(e.message().to_string())
+}
+
 impl BlobStore for GitStore {
-    fn read(&self, id: &str, max: u64) -> Result<Vec<u8>, String> {
-        let repo = self.repo.lock().unwrap_or_else(|e| e.into_inner());
-        let oid = git2::Oid::from_str(id).map_err(|e| e.message().to_string())?;
+    fn read(&self, id: &str, max: u64) -> Result<Vec<u8>, BlobError> {
         // Sized from the object header, before anything is loaded.
-        let (size, _) = repo
-            .odb()
-            .and_then(|odb| odb.read_header(oid))
-            .map_err(|e| e.message().to_string())?;
-        if size as u64 > max {
-            return Err(format!("is {size} bytes, larger than {max}"));
+        let size = self.size(id)?;
+        if size > max {
+            return Err(BlobError::TooLarge { size, max });
         }
-        let blob = repo.find_blob(oid).map_err(|e| e.message().to_string())?;
+        let repo = self.repo.lock().unwrap_or_else(|e| e.into_inner());
+        let oid = git2::Oid::from_str(id).map_err(unreadable)?;
+        let blob = repo.find_blob(oid).map_err(unreadable)?;
         Ok(blob.content().to_vec())
     }
 
-    fn size(&self, id: &str) -> Result<u64, String> {
+    fn size(&self, id: &str) -> Result<u64, BlobError> {
         let repo = self.repo.lock().unwrap_or_else(|e| e.into_inner());
-        let oid = git2::Oid::from_str(id).map_err(|e| e.message().to_string())?;
+        let oid = git2::Oid::from_str(id).map_err(unreadable)?;
         repo.odb()
             .and_then(|odb| odb.read_header(oid))
             .map(|(size, _)| size as u64)
-            .map_err(|e| e.message().to_string())
+            .map_err(unreadable)
     }
 }

@@ -392,7 +392,8 @@ impl Settings {
                 openpgp_certs: config.openpgp_certs,
                 age_identity: config
                     .age_identity
-                    .unwrap_or_else(|| PathBuf::from(AGE_IDENTITY)),
+                    // A sandbox never reads the machine's own key.
+                    .unwrap_or_else(|| paths::under(&root, Path::new(AGE_IDENTITY))),
             },
             roots: AllowedRoots::new(&config.allow_paths, &state_dir),
             root,

@@ -27,9 +27,19 @@ pub enum Entry {
 pub trait BlobStore: Send + Sync {
     /// The bytes of blob `id`, refused (without reading it) when larger
     /// than `max` bytes.
-    fn read(&self, id: &str, max: u64) -> Result<Vec<u8>, String>;
+    fn read(&self, id: &str, max: u64) -> Result<Vec<u8>, BlobError>;
     /// The size of blob `id`, without reading it.
-    fn size(&self, id: &str) -> Result<u64, String>;
+    fn size(&self, id: &str) -> Result<u64, BlobError>;
+}
+
+/// Why a blob's bytes were not had: the commit's fault (too large) or the
+/// host's (the mirror could not be read).
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("is {size} bytes, larger than {max}")]
+    TooLarge { size: u64, max: u64 },
+    #[error("{0}")]
+    Unreadable(String),
 }
 
 /// The bytes of one file: held in memory, or read from a store when asked.
@@ -87,7 +97,7 @@ impl Blob {
     }
 
     /// The size in bytes, without reading a stored blob.
-    pub fn size(&self) -> Result<u64, String> {
+    pub fn size(&self) -> Result<u64, BlobError> {
         match &*self.0 {
             Repr::Held { bytes, .. } => Ok(bytes.len() as u64),
             Repr::Stored { id, store } => store.size(id.strip_prefix("git:").unwrap_or(id)),
@@ -95,11 +105,12 @@ impl Blob {
     }
 
     /// The bytes, read now if they are stored (at most `max` of them).
-    pub fn bytes(&self, max: u64) -> Result<Cow<'_, [u8]>, String> {
+    pub fn bytes(&self, max: u64) -> Result<Cow<'_, [u8]>, BlobError> {
         match &*self.0 {
-            Repr::Held { bytes, .. } if bytes.len() as u64 > max => {
-                Err(format!("is larger than {max} bytes"))
-            }
+            Repr::Held { bytes, .. } if bytes.len() as u64 > max => Err(BlobError::TooLarge {
+                size: bytes.len() as u64,
+                max,
+            }),
             Repr::Held { bytes, .. } => Ok(Cow::Borrowed(bytes)),
             Repr::Stored { id, store } => {
                 let oid = id.strip_prefix("git:").unwrap_or(id);
@@ -203,7 +214,7 @@ impl Tree {
     pub fn load<'b>(&self, path: &str, blob: &'b Blob) -> Result<Cow<'b, [u8]>, InvalidError> {
         let bytes = blob
             .bytes(self.limits.max_blob_bytes)
-            .map_err(|e| self.too_large(path, format!("{e} (limits.max_blob_bytes)")))?;
+            .map_err(|e| self.unread(path, e))?;
         self.count(path, blob.id(), bytes.len() as u64)?;
         Ok(bytes)
     }
@@ -211,7 +222,7 @@ impl Tree {
     /// Count a blob that will be read later (an app's source, written into
     /// the release) against the commit's limits.
     pub fn reserve(&self, path: &str, blob: &Blob) -> Result<(), InvalidError> {
-        let size = blob.size().map_err(|e| self.too_large(path, e))?;
+        let size = blob.size().map_err(|e| self.unread(path, e))?;
         if size > self.limits.max_blob_bytes {
             return Err(self.too_large(
                 path,
@@ -242,6 +253,20 @@ impl Tree {
             ));
         }
         Ok(())
+    }
+
+    /// A blob not read: too large (the commit's fault), or a mirror that
+    /// could not be read (the host's).
+    fn unread(&self, path: &str, error: BlobError) -> InvalidError {
+        match error {
+            BlobError::TooLarge { .. } => {
+                self.too_large(path, format!("{error} (limits.max_blob_bytes)"))
+            }
+            BlobError::Unreadable(message) => InvalidError::Unreadable {
+                file: path.to_string(),
+                message,
+            },
+        }
     }
 
     fn too_large(&self, path: &str, message: String) -> InvalidError {
@@ -391,5 +416,39 @@ mod tests {
         let other = t.with_fresh_budget();
         other.read("b").unwrap();
         other.read("a").unwrap_err();
+    }
+
+    #[test]
+    fn a_mirror_that_cannot_be_read_is_the_hosts_problem_and_a_big_blob_the_commits() {
+        struct Store;
+        impl BlobStore for Store {
+            fn read(&self, id: &str, max: u64) -> Result<Vec<u8>, BlobError> {
+                match id {
+                    "big" => Err(BlobError::TooLarge { size: max + 1, max }),
+                    _ => Err(BlobError::Unreadable("damaged pack".into())),
+                }
+            }
+            fn size(&self, id: &str) -> Result<u64, BlobError> {
+                self.read(id, 0).map(|b| b.len() as u64)
+            }
+        }
+        let store: Arc<dyn BlobStore> = Arc::new(Store);
+        let mut t = Tree::default();
+        for (path, id) in [("big.bin", "big"), ("lost.conf", "lost")] {
+            let blob = Blob::stored(id, store.clone());
+            t.insert(
+                path.into(),
+                Entry::File {
+                    blob,
+                    executable: false,
+                },
+            );
+        }
+        let big = t.read("big.bin").unwrap_err();
+        assert!(big.is_the_commits(), "{big}");
+        assert!(big.to_string().contains("limits.max_blob_bytes"), "{big}");
+        let lost = t.read("lost.conf").unwrap_err();
+        assert!(!lost.is_the_commits(), "{lost}");
+        assert!(lost.to_string().contains("damaged pack"), "{lost}");
     }
 }

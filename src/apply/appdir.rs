@@ -68,6 +68,9 @@ pub fn complete(
                 outputs.extend(found);
             }
         }
+        if let Some(image) = source.desired.images.get(app) {
+            super::images::ensure(host, layout, tmp, app, image)?;
+        }
     }
     Ok(outputs)
 }

@@ -100,6 +100,9 @@ impl Executor<'_> {
             .collect();
         let pruned = release::prune(self.host, self.layout, self.keep_releases, &keep)?;
         super::secrets::prune(self.host, self.layout);
+        if !pruned.is_empty() {
+            super::images::prune(self.host, self.layout);
+        }
         Ok(Ok(Outcome {
             release: plan.release.clone(),
             host_calls: calls,

@@ -8,6 +8,7 @@
 
 pub mod appdir;
 pub mod executor;
+pub mod images;
 pub mod journal;
 pub mod observe;
 pub mod record;

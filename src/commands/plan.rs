@@ -30,7 +30,16 @@ struct PlanReport<'a> {
     new_release: bool,
     files: Vec<Entry>,
     secrets: Vec<Entry>,
+    /// Container images the release runs, and whether each must be built.
+    images: Vec<ImageEntry>,
     steps: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ImageEntry {
+    app: String,
+    tag: String,
+    build: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +66,17 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool) -> Result<u8, Error
     }
     let desired = deploy::render_commit(settings, host, &mirror, &commit)?;
     let plan = deploy::prepare(settings, host, &mut store, &desired, "plan", true)?;
+    // An image is built when podman does not hold its tag (the hash of its
+    // context): a query, nothing is built here.
+    let images: Vec<ImageEntry> = desired
+        .images
+        .iter()
+        .map(|(app, image)| ImageEntry {
+            app: app.clone(),
+            tag: image.tag.clone(),
+            build: !crate::apply::images::exists(host, &image.tag).unwrap_or(false),
+        })
+        .collect();
     if json {
         let entries = |list: Vec<(String, Change)>| {
             list.into_iter()
@@ -78,6 +98,7 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool) -> Result<u8, Error
                     .collect(),
             ),
             secrets: entries(plan.secrets.clone()),
+            images,
             steps: plan
                 .actions
                 .iter()
@@ -107,6 +128,16 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool) -> Result<u8, Error
         deploy::overlay_note(&desired)
     ));
     deploy::print_changes(&plan);
+    for image in &images {
+        if image.build {
+            ui::step(format_args!(
+                "image {} rebuilt: its context app/{}/ changed",
+                image.tag, image.app
+            ));
+        } else {
+            ui::step(format_args!("image {} reused", image.tag));
+        }
+    }
     deploy::print_steps(&plan);
     for (path, change) in &plan.changes {
         let old = match change {

@@ -44,6 +44,16 @@ pub struct Status {
     pub tls_pending: Vec<TlsPending>,
     /// Since when the host is detached (`plumb detach`), if it is.
     pub detached: Option<String>,
+    /// Each container app: the image its release names, and the one its
+    /// container runs (as podman says; none when it is not running).
+    pub containers: Vec<ContainerStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContainerStatus {
+    pub app: String,
+    pub image: String,
+    pub running: Option<String>,
 }
 
 /// Gather the status of the host.
@@ -51,6 +61,7 @@ pub fn status(settings: &Settings, host: &dyn Host, depth: Depth) -> Result<Stat
     let layout = &settings.layout;
     let store = StateStore::load(host, &layout.state_file())?;
     let state = &store.state;
+    let current = observe::current(host, layout);
     Ok(Status {
         commit: state.deployed.as_ref().map(|d| d.commit.clone()),
         release: state.deployed.as_ref().map(|d| d.release.clone()),
@@ -66,9 +77,19 @@ pub fn status(settings: &Settings, host: &dyn Host, depth: Depth) -> Result<Stat
         quarantine: state.quarantine.clone(),
         drift: observe::detect(host, layout, state, depth),
         detached: state.detached.clone(),
-        tls_pending: observe::current(host, layout)
-            .map(|info| info.tls_pending)
+        tls_pending: current
+            .as_ref()
+            .map(|info| info.tls_pending.clone())
             .unwrap_or_default(),
+        containers: current
+            .iter()
+            .flat_map(|info| &info.images)
+            .map(|(app, image)| ContainerStatus {
+                app: app.clone(),
+                image: image.clone(),
+                running: crate::apply::images::running(host, app),
+            })
+            .collect(),
     })
 }
 
@@ -133,6 +154,21 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool, verify: bool) -> Re
             "tls: {} is served over HTTP until {} exists (docs/tls.md)",
             t.app, t.certificate
         ));
+    }
+    for c in &status.containers {
+        match &c.running {
+            Some(running) if *running == c.image => {
+                ui::out(format_args!("container: {} runs {running}", c.app))
+            }
+            Some(running) => ui::out(format_args!(
+                "container: {} runs {running}, but the release names {}: restart {}.service",
+                c.app, c.image, c.app
+            )),
+            None => ui::out(format_args!(
+                "container: {} is not running (its release names {})",
+                c.app, c.image
+            )),
+        }
     }
     if status.drift.is_empty() {
         ui::out("drift: none");

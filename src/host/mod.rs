@@ -195,6 +195,11 @@ pub enum JobKind {
     Hook,
     /// Archiving an app's shared data before its hooks.
     Snapshot,
+    /// Building or querying a container image (runs on a sandbox too: it
+    /// only adds images, never changes what runs).
+    Image,
+    /// Removing a container image (a sandbox records it).
+    ImageRemove,
 }
 
 /// A command plumb runs on behalf of the deploy repo.

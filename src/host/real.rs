@@ -95,12 +95,12 @@ impl Processes for RealProcesses {
                     let line = format!("hook in {}: {}", dir.display(), job.label());
                     return recorder.record(&line).map(|_| Output::default());
                 }
-                JobKind::Snapshot => {
+                JobKind::Snapshot | JobKind::ImageRemove => {
                     return recorder
                         .record(&job.argv.join(" "))
                         .map(|_| Output::default());
                 }
-                JobKind::Build | JobKind::Seed => {}
+                JobKind::Build | JobKind::Seed | JobKind::Image => {}
             }
         }
         let mut proc = Proc::new(&job.argv)

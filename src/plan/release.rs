@@ -49,6 +49,9 @@ pub struct ReleaseInfo {
     /// Sites served over HTTP until their certificate exists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tls_pending: Vec<TlsPending>,
+    /// The container image each container app runs, by app name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, String>,
 }
 
 /// A secret of a release, as far as a release may say.
@@ -197,6 +200,7 @@ impl ReleaseInfo {
     /// Same files and builds as `other`: switching would change nothing.
     pub fn same_content(&self, other: &ReleaseInfo) -> bool {
         self.builds == other.builds
+            && self.images == other.images
             && self.units == other.units
             && self.secrets == other.secrets
             && self.manifest.len() == other.manifest.len()
@@ -245,6 +249,11 @@ pub fn planned(desired: &Desired, id: &str) -> ReleaseInfo {
             })
             .collect(),
         tls_pending: desired.tls_pending.clone(),
+        images: desired
+            .images
+            .iter()
+            .map(|(app, image)| (app.clone(), image.tag.clone()))
+            .collect(),
     }
 }
 

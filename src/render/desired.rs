@@ -42,6 +42,23 @@ pub struct Desired {
     pub secrets: BTreeMap<String, DesiredSecret>,
     /// Sites rendered without TLS because their certificate is missing.
     pub tls_pending: Vec<TlsPending>,
+    /// Container images the apps run, by app name.
+    pub images: BTreeMap<String, ImageBuild>,
+}
+
+/// A container image built from an app's release directory with podman.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageBuild {
+    /// `localhost/plumb-<app>:<hash of the build context and recipe>`.
+    pub tag: String,
+    /// The Containerfile, relative to the app directory.
+    pub file: String,
+    pub build_args: BTreeMap<String, String>,
+    /// Whether `RUN` steps may reach the network.
+    pub network: bool,
+    pub timeout_secs: u64,
+    /// The account the container runs as (written to the release at build time).
+    pub user: String,
 }
 
 /// A site whose certificate is not there yet (served over HTTP meanwhile).

@@ -55,6 +55,7 @@ pub(super) fn environment<'a>(
     env.add_filter("sh", super::escape::sh);
     env.add_filter("unit", super::escape::unit);
     env.add_filter("unit_env", super::escape::unit_env);
+    env.add_filter("unit_arg", super::escape::unit_arg);
     env.add_filter("nginx", super::escape::nginx);
     let state = facts.state_dir.display().to_string();
     env.add_global("host", input.hostname.clone());

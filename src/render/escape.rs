@@ -1,5 +1,6 @@
 //! One escaping function per target, registered as template filters:
 //! `unit` (a systemd unit setting), `unit_env` (inside `Environment="…"`),
+//! `unit_arg` (one quoted `ExecStart=` argument),
 //! `nginx` (a quoted nginx string) and `sh` (a POSIX shell word). Values
 //! were validated at parse time too (`spec::validate`); these make each one
 //! land as one literal token whatever it holds.
@@ -28,6 +29,13 @@ pub fn unit(value: String) -> Result<String, Error> {
 /// A value inside `Environment="…"`: as `unit`, with `"` and `\` escaped.
 pub fn unit_env(value: String) -> Result<String, Error> {
     unit(value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// One argument of a unit's `ExecStart=`: double-quoted, with `"` and `\`
+/// escaped, `%` not a specifier and `$` not a variable. systemd.service(5).
+pub fn unit_arg(value: String) -> Result<String, Error> {
+    let escaped = unit_env(value)?.replace('$', "$$");
+    Ok(format!("\"{escaped}\""))
 }
 
 /// A quoted nginx string: `"…"` with `"` and `\` escaped, and no `$` (which
@@ -74,6 +82,11 @@ mod tests {
         assert_eq!(nginx(r#"/x"y"#.into()).unwrap(), r#""/x\"y""#);
         assert!(nginx("/srv/$host".into()).is_err());
         assert_eq!(sh("$(reboot)'x".into()).unwrap(), r"'$(reboot)'\''x'");
+        assert_eq!(
+            unit_arg("A=$HOME 100% \"x\" y".into()).unwrap(),
+            r#""A=$$HOME 100%% \"x\" y""#
+        );
+        assert!(unit_arg("a\n--privileged".into()).is_err());
     }
 
     #[test]

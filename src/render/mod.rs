@@ -13,7 +13,9 @@ use crate::spec::paths::AllowedRoots;
 use crate::spec::schedule;
 use crate::spec::settings::Limits;
 use crate::spec::tree::Tree;
-use desired::{AppBuild, Desired, DesiredFile, DesiredSecret, Hook, SourceFile, TlsPending};
+use desired::{
+    AppBuild, Desired, DesiredFile, DesiredSecret, Hook, ImageBuild, SourceFile, TlsPending,
+};
 
 pub mod desired;
 mod env;
@@ -22,7 +24,7 @@ mod parts;
 pub mod templates;
 
 use env::{environment, render_named};
-use parts::{build_key, check_backup, health_check, shared_paths};
+use parts::{build_key, check_backup, health_check, image_tag, shared_paths};
 
 /// Template instructions one file's rendering may execute.
 pub const FUEL: u64 = 10_000_000;
@@ -191,12 +193,72 @@ fn render_app(
         ..app_value
     };
     let origin = format!("deploy.yaml: app {name}");
+    let timeout_secs = app.timeout.unwrap_or(300);
+    let source = match (&app.source, &app.git) {
+        (Some(dir), None) => Some(app_source(tree, name, dir)?),
+        (None, Some(git)) => {
+            let fetched = facts
+                .app_trees
+                .get(name)
+                .ok_or_else(|| InvalidError::Repo {
+                    file: origin.clone(),
+                    message: format!("git source {} at {} was not fetched", git.url, git.rev),
+                })?;
+            Some(app_source(fetched, name, "")?)
+        }
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(InvalidError::Repo {
+                file: origin,
+                message: "an app has `source` or `git`, not both".into(),
+            });
+        }
+    };
+    let image = match (&app.container, &source) {
+        (Some(container), Some(files)) => {
+            if !files.iter().any(|f| f.path == Path::new(&container.file)) {
+                return Err(InvalidError::Repo {
+                    file: origin.clone(),
+                    message: format!(
+                        "container.file {:?} is not in the app's source",
+                        container.file
+                    ),
+                });
+            }
+            let user = app.user.clone().unwrap_or_default();
+            let image = ImageBuild {
+                tag: image_tag(name, &build_key(files, app), container),
+                file: container.file.clone(),
+                build_args: container.build_args.clone(),
+                network: container.build_network,
+                timeout_secs,
+                user,
+            };
+            out.desired.images.insert(name.to_string(), image.clone());
+            Some(image)
+        }
+        _ => None,
+    };
     if let Some(service) = &app.service {
-        let text = render_named(
-            env,
-            "service.j2",
-            context! { app => app_ctx.clone(), service => Serde(service) },
-        )?;
+        let text = match (&app.container, &image) {
+            (Some(container), Some(image)) => render_named(
+                env,
+                "container.j2",
+                context! {
+                    app => app_ctx.clone(),
+                    service => Serde(service),
+                    container => Serde(container),
+                    image => image.tag.clone(),
+                    env_file => format!("{state}/current/containers/{name}.env"),
+                    secrets_dir => app.secrets.as_ref().map(|_| format!("{state}/current/secrets/{name}")),
+                },
+            )?,
+            _ => render_named(
+                env,
+                "service.j2",
+                context! { app => app_ctx.clone(), service => Serde(service) },
+            )?,
+        };
         out.add(
             &origin,
             &format!("/etc/systemd/system/{name}.service"),
@@ -279,27 +341,6 @@ fn render_app(
         let path = out.add(&origin, &file.path, content, file.mode.0)?;
         triggers.push(format!("files{}", path.display()));
     }
-    let timeout_secs = app.timeout.unwrap_or(300);
-    let source = match (&app.source, &app.git) {
-        (Some(dir), None) => Some(app_source(tree, name, dir)?),
-        (None, Some(git)) => {
-            let fetched = facts
-                .app_trees
-                .get(name)
-                .ok_or_else(|| InvalidError::Repo {
-                    file: origin.clone(),
-                    message: format!("git source {} at {} was not fetched", git.url, git.rev),
-                })?;
-            Some(app_source(fetched, name, "")?)
-        }
-        (None, None) => None,
-        (Some(_), Some(_)) => {
-            return Err(InvalidError::Repo {
-                file: origin,
-                message: "an app has `source` or `git`, not both".into(),
-            });
-        }
-    };
     if let Some(files) = source {
         let build = AppBuild {
             user: app.user.clone(),

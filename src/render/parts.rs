@@ -1,11 +1,11 @@
 //! Pieces of an app's desired state that need checking or hashing: shared
-//! paths, the build key, health checks.
+//! paths, the build key, image tags, health checks.
 
 use std::path::Path;
 
 use super::desired::SourceFile;
 use crate::error::InvalidError;
-use crate::spec::deploy::{App, Health};
+use crate::spec::deploy::{App, Container, Health};
 use crate::spec::health::{HealthCheck, Probe};
 use crate::spec::paths::AllowedRoots;
 
@@ -47,6 +47,19 @@ pub(super) fn build_key(files: &[SourceFile], app: &App) -> String {
     let extra = format!("{:?} {:?} {:?}", app.build, app.user, app.shared);
     hash.update(extra.as_bytes());
     hex::encode(&hash.finalize()[..16])
+}
+
+/// The image an app's container runs: `localhost/plumb-<app>:<hash>`, the
+/// hash taken over its build context (the build key: source, steps, user)
+/// and how the image is built (Containerfile, build args, network).
+pub(super) fn image_tag(app: &str, build_key: &str, container: &Container) -> String {
+    use sha2::{Digest, Sha256};
+    let recipe = format!(
+        "{build_key} {:?} {:?} {}",
+        container.file, container.build_args, container.build_network
+    );
+    let hash = hex::encode(&Sha256::digest(recipe.as_bytes())[..8]);
+    format!("localhost/plumb-{app}:{hash}")
 }
 
 pub(super) fn health_check(

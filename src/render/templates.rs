@@ -4,6 +4,7 @@
 /// (name, source) of every built-in template; the files live in `templates/`.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("service.j2", include_str!("../../templates/service.j2")),
+    ("container.j2", include_str!("../../templates/container.j2")),
     ("site.j2", include_str!("../../templates/site.j2")),
     ("backup.sh.j2", include_str!("../../templates/backup.sh.j2")),
     (

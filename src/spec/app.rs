@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
-    pub command: String,
+    /// What runs. For a `container` app, the command inside the container
+    /// (optional: the image's `CMD` otherwise).
+    pub command: Option<String>,
     pub description: Option<String>,
     pub user: Option<String>,
     pub group: Option<String>,
@@ -31,6 +33,45 @@ pub struct Service {
     /// `ExecReload=`: when only the app's config files changed, plumb reloads
     /// the service with this instead of restarting it.
     pub reload: Option<String>,
+}
+
+/// The app runs as a container: an image built on the host with podman
+/// from a Containerfile in the app's source, tagged with the hash of its
+/// build context, run by the app's systemd unit.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    /// The Containerfile, relative to the app's source directory.
+    #[serde(default = "defaults::containerfile")]
+    pub file: String,
+    /// `--build-arg NAME=value` for the image build.
+    #[serde(default)]
+    pub build_args: BTreeMap<String, String>,
+    /// Whether the build's `RUN` steps may reach the network (default: no).
+    #[serde(default, deserialize_with = "strict::bool")]
+    pub build_network: bool,
+    /// Ports published on 127.0.0.1 only.
+    #[serde(default)]
+    pub ports: Vec<PublishedPort>,
+    /// Host files or directories mounted read-only at the same path inside
+    /// (e.g. the app's rendered config). The app's shared directory is
+    /// always mounted read-write.
+    #[serde(default)]
+    pub mounts: Vec<String>,
+    /// Memory limit in MiB.
+    #[serde(default = "defaults::memory_mib")]
+    pub memory_mib: u32,
+    /// Most processes the container may have.
+    #[serde(default = "defaults::pids")]
+    pub pids: u32,
+}
+
+/// `127.0.0.1:<host>` on the host to `<container>` inside.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedPort {
+    pub host: u16,
+    pub container: u16,
 }
 
 /// An nginx server for the app.
@@ -219,6 +260,15 @@ mod defaults {
     }
     pub fn keep() -> u32 {
         7
+    }
+    pub fn containerfile() -> String {
+        "Containerfile".into()
+    }
+    pub fn memory_mib() -> u32 {
+        512
+    }
+    pub fn pids() -> u32 {
+        256
     }
     pub fn status() -> u16 {
         200

@@ -46,6 +46,8 @@ pub struct App {
     /// Or another git repository, pinned to a tag or a full commit id.
     pub git: Option<GitSource>,
     pub service: Option<Service>,
+    /// Run the service as a container built from the app's source.
+    pub container: Option<Container>,
     pub site: Option<Site>,
     pub backup: Option<Backup>,
     pub files: Option<Vec<FileSpec>>,
@@ -276,6 +278,27 @@ mod tests {
             (
                 "    hooks: {pre_switch: [\"a\\nb\"]}\n",
                 "apps.web.hooks.pre_switch[0]",
+            ),
+            ("    service: {}\n", "apps.web.service.command: is missing"),
+            (
+                "    user: w\n    source: app\n    service: {}\n    container: {file: ../Containerfile}\n",
+                "apps.web.container.file",
+            ),
+            (
+                "    user: w\n    source: app\n    service: {}\n    container: {mounts: [\"/etc/x:/etc/shadow\"]}\n",
+                "apps.web.container.mounts[0]",
+            ),
+            (
+                "    user: w\n    source: app\n    service: {}\n    container: {build_args: {B: \"a\\nRUN evil\"}}\n",
+                "apps.web.container.build_args.B",
+            ),
+            (
+                "    user: w\n    source: app\n    service: {}\n    container: {ports: [{host: 80, container: 1}, {host: 80, container: 2}]}\n",
+                "apps.web.container.ports[1].host",
+            ),
+            (
+                "    user: w\n    service: {}\n    container: {}\n",
+                "apps.web.container: needs a `source:`",
             ),
         ] {
             let err = load(&tree(&[("deploy.yaml", &app(body))]), "h")

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::app::{Backup, FileSpec, GitSource, Health, Hooks, Secret, Service, Site};
+use super::app::{Backup, Container, FileSpec, GitSource, Health, Hooks, Secret, Service, Site};
 use super::deploy::{App, DeployFile, DeployInput};
 
 /// A section of an overlay: `None` when absent (the base's is kept),
@@ -42,6 +42,8 @@ pub struct HostApp {
     pub git: Patch<GitSource>,
     #[serde(default, deserialize_with = "patch")]
     pub service: Patch<Service>,
+    #[serde(default, deserialize_with = "patch")]
+    pub container: Patch<Container>,
     #[serde(default, deserialize_with = "patch")]
     pub site: Patch<Site>,
     #[serde(default, deserialize_with = "patch")]
@@ -141,6 +143,7 @@ fn apply(app: &mut App, over: HostApp) {
         source,
         git,
         service,
+        container,
         site,
         backup,
         files,
@@ -157,6 +160,7 @@ fn apply(app: &mut App, over: HostApp) {
     set(&mut app.source, source);
     set(&mut app.git, git);
     set(&mut app.service, service);
+    set(&mut app.container, container);
     set(&mut app.site, site);
     set(&mut app.backup, backup);
     set(&mut app.files, files);

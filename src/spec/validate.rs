@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use super::app::{Backup, Health, Service, Site};
+use super::app::{Backup, Container, Health, Service, Site};
 use super::deploy::App;
 use super::paths::normalize;
 use crate::error::InvalidError;
@@ -185,7 +185,10 @@ pub fn app(name: &str, app: &App) -> Result<(), InvalidError> {
         ));
     }
     if let Some(service) = &app.service {
-        check_service(&f, service)?;
+        check_service(&f, service, app.container.is_some())?;
+    }
+    if let Some(container) = &app.container {
+        check_container(&f, app, container)?;
     }
     if let Some(site) = &app.site {
         let secrets: Vec<&str> = app
@@ -244,10 +247,21 @@ pub fn app(name: &str, app: &App) -> Result<(), InvalidError> {
     Ok(())
 }
 
-fn check_service(f: &Field, s: &Service) -> Result<(), InvalidError> {
-    f.line("service.command", &s.command)?;
-    if s.command.trim().is_empty() {
-        return Err(f.fail("service.command", "is empty".into()));
+fn check_service(f: &Field, s: &Service, container: bool) -> Result<(), InvalidError> {
+    match &s.command {
+        Some(command) => {
+            f.line("service.command", command)?;
+            if command.trim().is_empty() {
+                return Err(f.fail("service.command", "is empty".into()));
+            }
+        }
+        None if !container => {
+            return Err(f.fail(
+                "service.command",
+                "is missing: a service needs the command it runs (or a `container:` whose image has a CMD)".into(),
+            ));
+        }
+        None => {}
     }
     if let Some(reload) = &s.reload {
         f.line("service.reload", reload)?;
@@ -299,6 +313,77 @@ fn check_service(f: &Field, s: &Service) -> Result<(), InvalidError> {
                 format!("{unit:?} is not a systemd unit name (like network-online.target)"),
             ));
         }
+    }
+    Ok(())
+}
+
+fn check_container(f: &Field, app: &App, c: &Container) -> Result<(), InvalidError> {
+    if app.service.is_none() {
+        return Err(f.fail(
+            "container",
+            "needs a `service:` (its description, environment and restart policy) to run it".into(),
+        ));
+    }
+    if app.source.is_none() && app.git.is_none() {
+        return Err(f.fail(
+            "container",
+            "needs a `source:` or `git:`: the image is built from the app's source".into(),
+        ));
+    }
+    let relative = !c.file.is_empty()
+        && !c.file.starts_with('/')
+        && c.file
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && c.file.chars().all(path_char);
+    if !relative {
+        return Err(f.fail(
+            "container.file",
+            format!("{:?} must be a plain path inside the app's source (like Containerfile or docker/Dockerfile)", c.file),
+        ));
+    }
+    for (key, value) in &c.build_args {
+        let valid = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(f.fail(
+                "container.build_args",
+                format!("{key:?} is not a build argument name (letters, digits and _)"),
+            ));
+        }
+        f.line(&format!("container.build_args.{key}"), value)?;
+    }
+    let mut hosts = std::collections::BTreeSet::new();
+    for (i, port) in c.ports.iter().enumerate() {
+        f.port(&format!("container.ports[{i}].host"), port.host)?;
+        f.port(&format!("container.ports[{i}].container"), port.container)?;
+        if !hosts.insert(port.host) {
+            return Err(f.fail(
+                &format!("container.ports[{i}].host"),
+                format!("{} is published twice", port.host),
+            ));
+        }
+    }
+    for (i, mount) in c.mounts.iter().enumerate() {
+        f.path(&format!("container.mounts[{i}]"), mount)?;
+        if mount.contains(':') || mount.contains(',') {
+            return Err(f.fail(
+                &format!("container.mounts[{i}]"),
+                format!("{mount:?} contains `:` or `,`, which podman would read as mount options"),
+            ));
+        }
+    }
+    if !(16..=1 << 20).contains(&c.memory_mib) {
+        return Err(f.fail(
+            "container.memory_mib",
+            format!("{} is out of range: 16 to 1048576", c.memory_mib),
+        ));
+    }
+    if !(1..=1 << 20).contains(&c.pids) {
+        return Err(f.fail(
+            "container.pids",
+            format!("{} is out of range: 1 to 1048576", c.pids),
+        ));
     }
     Ok(())
 }

@@ -216,15 +216,22 @@ impl Sandbox {
     /// `systemd-analyze` are shell stand-ins that append to `services.log`
     /// (systemd is not PID 1 here), so health checks run for real. Extra
     /// host config lines (e.g. `commands.nginx_test`) may be appended.
+    /// `{root}` in `extra` stands for the sandbox root.
     pub fn executing(extra: &str) -> Self {
         let mut sandbox = Sandbox::new();
+        let extra = &extra.replace("{root}", &sandbox.root.path().display().to_string());
         let log = sandbox.root.path().join("services.log");
         let inactive = sandbox.root.path().join("inactive");
         let log = log.display();
         let mut config = format!(
-            "host_commands: execute\ncommands:\n  systemctl: [sh, -c, 'echo \"systemctl $*\" >> {log}; if [ \"$1\" = is-active ]; then shift; for u; do if grep -qx \"$u\" {inactive} 2>/dev/null; then echo inactive; else echo active; fi; done; fi', sh]\n  systemd_verify: [sh, -c, 'echo \"verify $*\" >> {log}', sh]\n",
-            inactive = inactive.display()
+            "host_commands: execute\ncommands:\n  systemd_verify: [sh, -c, 'echo \"verify $*\" >> {log}', sh]\n"
         );
+        if !extra.contains("  systemctl:") {
+            config.push_str(&format!(
+                "  systemctl: [sh, -c, 'echo \"systemctl $*\" >> {log}; if [ \"$1\" = is-active ]; then shift; for u; do if grep -qx \"$u\" {inactive} 2>/dev/null; then echo inactive; else echo active; fi; done; fi', sh]\n",
+                inactive = inactive.display()
+            ));
+        }
         // `extra` may add `commands.*` lines (indented) or top-level keys.
         let (nested, top): (Vec<&str>, Vec<&str>) =
             extra.lines().partition(|l| l.starts_with("  "));

@@ -17,6 +17,7 @@ mod lock;
 mod nginx;
 mod nspawn;
 mod operator;
+mod podman;
 mod reconcile;
 mod regressions;
 mod safety;

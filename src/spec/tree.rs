@@ -55,6 +55,12 @@ enum Repr {
         id: String,
         store: Arc<dyn BlobStore>,
     },
+    /// A file of a working tree (`plumb validate`), read when asked.
+    File {
+        id: String,
+        path: PathBuf,
+        size: u64,
+    },
 }
 
 /// Blobs are equal when their content is.
@@ -88,11 +94,31 @@ impl Blob {
         }))
     }
 
+    /// A file of a working tree on disk: read when asked. Its id names the
+    /// file as `lstat` saw it (path, size, mtime): good for one render,
+    /// never recorded in a release.
+    pub fn file(path: PathBuf, meta: &std::fs::Metadata) -> Blob {
+        use std::os::unix::fs::MetadataExt;
+        let id = format!(
+            "file:{}:{}:{}.{}",
+            path.display(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec()
+        );
+        Blob(Arc::new(Repr::File {
+            id,
+            path,
+            size: meta.len(),
+        }))
+    }
+
     /// What identifies the content: the same id, the same bytes. A SHA-256
-    /// (hex), or `git:<object id>` (git's SHA-1 of the blob).
+    /// (hex), `git:<object id>` (git's SHA-1 of the blob), or for a working
+    /// tree's file `file:<path>:<size>:<mtime>`.
     pub fn id(&self) -> &str {
         match &*self.0 {
-            Repr::Held { id, .. } | Repr::Stored { id, .. } => id,
+            Repr::Held { id, .. } | Repr::Stored { id, .. } | Repr::File { id, .. } => id,
         }
     }
 
@@ -101,6 +127,7 @@ impl Blob {
         match &*self.0 {
             Repr::Held { bytes, .. } => Ok(bytes.len() as u64),
             Repr::Stored { id, store } => store.size(id.strip_prefix("git:").unwrap_or(id)),
+            Repr::File { size, .. } => Ok(*size),
         }
     }
 
@@ -115,6 +142,24 @@ impl Blob {
             Repr::Stored { id, store } => {
                 let oid = id.strip_prefix("git:").unwrap_or(id);
                 store.read(oid, max).map(Cow::Owned)
+            }
+            Repr::File { size, .. } if *size > max => Err(BlobError::TooLarge { size: *size, max }),
+            Repr::File { path, .. } => {
+                use std::io::Read;
+                let file = std::fs::File::open(path)
+                    .map_err(|e| BlobError::Unreadable(format!("{}: {e}", path.display())))?;
+                let mut bytes = Vec::new();
+                // Bounded even if the file grew since it was listed.
+                file.take(max.saturating_add(1))
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| BlobError::Unreadable(format!("{}: {e}", path.display())))?;
+                if bytes.len() as u64 > max {
+                    return Err(BlobError::TooLarge {
+                        size: bytes.len() as u64,
+                        max,
+                    });
+                }
+                Ok(Cow::Owned(bytes))
             }
         }
     }
@@ -298,7 +343,9 @@ impl Tree {
         }
     }
 
-    /// A working tree on disk (for `plumb validate`), without `.git`.
+    /// A working tree on disk (for `plumb validate`), without `.git`: names
+    /// listed, bytes read when asked (a big directory beside the deploy
+    /// repo's files costs its listing, not its size).
     pub fn from_dir(dir: &Path, limits: Limits) -> std::io::Result<Tree> {
         let mut tree = Tree::new(limits);
         read_dir(dir, Path::new(""), &mut tree)?;
@@ -316,6 +363,9 @@ impl Tree {
     }
 }
 
+/// Most files `plumb validate` lists in a working tree.
+const MAX_DIR_ENTRIES: usize = 1_000_000;
+
 fn read_dir(base: &Path, rel: &Path, tree: &mut Tree) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for entry in std::fs::read_dir(base.join(rel))? {
@@ -332,7 +382,13 @@ fn read_dir(base: &Path, rel: &Path, tree: &mut Tree) -> std::io::Result<()> {
         } else if meta.is_dir() {
             read_dir(base, &path, tree)?;
         } else {
-            let blob = Blob::held(std::fs::read(base.join(&path))?);
+            if tree.entries.len() >= MAX_DIR_ENTRIES {
+                return Err(std::io::Error::other(format!(
+                    "more than {MAX_DIR_ENTRIES} files under {}: is it the deploy repo?",
+                    base.display()
+                )));
+            }
+            let blob = Blob::file(base.join(&path), &meta);
             let executable = meta.permissions().mode() & 0o111 != 0;
             tree.insert(path, Entry::File { blob, executable });
         }

@@ -165,7 +165,7 @@ fn validate_checks_every_host_and_lists_all_problems() {
         String::from_utf8_lossy(&good.stderr)
     );
     assert!(
-        stdout.contains("for 2 host(s): (no overlay), staging"),
+        stdout.contains("for 4 host(s): (no overlay), container, staging, static"),
         "{stdout}"
     );
     // The rendered backup script is verified with its unit: no warning.
@@ -220,6 +220,35 @@ fn while_the_head_is_quarantined_the_current_release_is_still_repaired() {
         run.stdout
     );
     assert!(sandbox.path("/etc/microblog/config.yaml").exists());
+}
+
+/// A working tree is listed, not read: a named pipe (which a read would
+/// wait on forever) or anything big beside the deploy repo's files costs
+/// nothing unless the deploy references it.
+#[test]
+fn validate_reads_only_the_files_the_deploy_references() {
+    let repo = GitRepo::example();
+    sh(Command::new("mkfifo").arg(repo.path().join("a-pipe")));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .arg("validate")
+        .arg(repo.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("plumb validate is stuck reading a named pipe nothing references");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]

@@ -38,6 +38,9 @@ pub mod exit {
     /// The target does not descend from the deployed commit (a rewind):
     /// nothing was done.
     pub const REWIND: u8 = 12;
+    /// Deployed and healthy, but a publish target of a site failed (it is
+    /// retried by the next run; the host is not rolled back).
+    pub const PUBLISH: u8 = 13;
 }
 
 /// What an exit code of `reconcile` means, in a word or two (status, metrics).
@@ -53,6 +56,7 @@ pub fn outcome(code: u8) -> &'static str {
         exit::QUARANTINED => "held (quarantined head)",
         exit::UNTRUSTED => "untrusted commit",
         exit::REWIND => "rewind refused",
+        exit::PUBLISH => "publish failed",
         _ => "internal error",
     }
 }
@@ -102,6 +106,14 @@ pub enum Error {
         previous: String,
         blame: Blame,
         cause: Box<ApplyError>,
+    },
+    #[error(
+        "release {release} is live and healthy, but publishing its site failed:{}\nThe host is not rolled back; every run tries again until each target serves it (`plumb status` shows what they serve).",
+        failed.iter().map(|(t, e)| format!("\n  {t}: {e}")).collect::<String>()
+    )]
+    Publish {
+        release: String,
+        failed: Vec<(String, String)>,
     },
     #[error(
         "commit {commit} is quarantined since {at}: {reason}\nStaying on release {release}. Push a new commit, or retry this one with --force."
@@ -159,6 +171,7 @@ impl Error {
             } => exit::APPLY,
             Error::RolledBack { .. } => exit::ROLLED_BACK,
             Error::Quarantined { .. } => exit::QUARANTINED,
+            Error::Publish { .. } => exit::PUBLISH,
         }
     }
 }

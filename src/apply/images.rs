@@ -16,6 +16,15 @@ use crate::ui;
 /// The name prefix of every image plumb builds.
 pub const PREFIX: &str = "localhost/plumb-";
 
+/// The label naming the state directory whose releases an image was built
+/// for: a plumb prunes only its own images (a second plumb on the machine,
+/// or a sandbox, never removes another's).
+const OWNER_LABEL: &str = "io.plumb.state";
+
+fn owner(host: &dyn Host, layout: &Layout) -> String {
+    host.files().real(&layout.state_dir).display().to_string()
+}
+
 /// How long a query of podman's image store may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -70,7 +79,7 @@ pub fn ensure(
         ));
         let context = host.files().real(&tmp.join("app").join(app));
         host.processes()
-            .run(&build_job(app, image, &context))
+            .run(&build_job(app, image, &context, &owner(host, layout)))
             .map_err(failed)?;
     }
     let files = host.files();
@@ -97,7 +106,7 @@ pub fn ensure(
 /// `podman build` of the app directory: no network unless the app asks for
 /// it, no host secrets (a clean environment, nothing mounted), bounded by
 /// the app's timeout, labelled with the app.
-fn build_job(app: &str, image: &ImageBuild, context: &Path) -> Job {
+fn build_job(app: &str, image: &ImageBuild, context: &Path, owner: &str) -> Job {
     let file = context.join(&image.file);
     let mut args = vec![
         "build".to_string(),
@@ -105,6 +114,7 @@ fn build_job(app: &str, image: &ImageBuild, context: &Path) -> Job {
         format!("--file={}", file.display()),
         format!("--tag={}", image.tag),
         format!("--label=io.plumb.app={app}"),
+        format!("--label={OWNER_LABEL}={owner}"),
         format!(
             "--network={}",
             if image.network { "private" } else { "none" }
@@ -125,8 +135,9 @@ fn build_job(app: &str, image: &ImageBuild, context: &Path) -> Job {
     job
 }
 
-/// Remove the images plumb built that no release on disk names any more.
-/// Best effort: a failure is a warning, the next deploy tries again.
+/// Remove the images this plumb built that no release on disk names any
+/// more. Best effort: a failure (an image still in use) is a warning, the
+/// next prune tries again.
 pub fn prune(host: &dyn Host, layout: &Layout) {
     let Ok(releases) = super::release::list(host, layout) else {
         return;
@@ -143,6 +154,7 @@ pub fn prune(host: &dyn Host, layout: &Layout) {
             "--noheading",
             "--format={{.Repository}}:{{.Tag}}",
             &format!("--filter=reference={PREFIX}*"),
+            &format!("--filter=label={OWNER_LABEL}={}", owner(host, layout)),
         ],
         QUERY_TIMEOUT,
     );

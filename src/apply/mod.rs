@@ -11,6 +11,7 @@ pub mod executor;
 pub mod images;
 pub mod journal;
 pub mod observe;
+pub mod publish;
 pub mod record;
 pub mod release;
 pub mod secrets;

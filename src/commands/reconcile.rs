@@ -54,7 +54,9 @@ pub fn run_with_metrics(
         let state = StateStore::load(host, &settings.layout.state_file())
             .map(|s| s.state)
             .unwrap_or_default();
-        let written = crate::daemon::metrics::write(host, path, &state, &last, started.elapsed());
+        let published = crate::apply::publish::Published::load(host, &settings.layout);
+        let written =
+            crate::daemon::metrics::write(host, path, &state, &published, &last, started.elapsed());
         if let Err(e) = written {
             ui::warn(&format!("cannot write metrics: {e}"));
         }
@@ -114,7 +116,7 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
             .is_some_and(|d| d.commit == commit && d.fingerprint == fingerprint);
         if on_commit && observe::detect(host, layout, &store.state, Depth::Quick).is_empty() {
             ui::line(format_args!("up to date at {}", short(&commit)));
-            return Ok(exit::OK);
+            return publish(settings, host, options);
         }
     }
 
@@ -142,7 +144,7 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
                 "up to date at {} (checked in full)",
                 short(&commit)
             ));
-            return Ok(exit::OK);
+            return publish(settings, host, options);
         }
         deploy::execute(settings, host, &plan, &mut store)?;
         ui::line(format_args!(
@@ -150,7 +152,7 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
             short(&commit),
             plan.release
         ));
-        return Ok(exit::OK);
+        return publish(settings, host, options);
     }
     let verb = if options.dry_run {
         "plan for"
@@ -183,7 +185,24 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
     if let Err(e) = mirror.maintain() {
         ui::warn(&format!("cannot repack the mirror: {e}"));
     }
-    Ok(exit::OK)
+    publish(settings, host, options)
+}
+
+/// Make the publish targets of the live release serve it (a no-op when they
+/// do). A failure is reported, never rolled back: the host is healthy.
+pub fn publish(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8, Error> {
+    if options.dry_run {
+        return Ok(exit::OK);
+    }
+    let layout = &settings.layout;
+    let failed = crate::apply::publish::converge(host, layout, &settings.ssh)?;
+    if failed.is_empty() {
+        return Ok(exit::OK);
+    }
+    Err(Error::Publish {
+        release: release::current_id(host, layout).unwrap_or_default(),
+        failed,
+    })
 }
 
 /// The trust checks, before anything is rendered: the target descends from

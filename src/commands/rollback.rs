@@ -92,7 +92,8 @@ pub fn run(
         ));
     }
     ui::line(deploy::summary(&plan, &outcome));
-    Ok(exit::OK)
+    // The sites' targets go back too (to the version they kept, if any).
+    super::reconcile::publish(settings, host, &Default::default())
 }
 
 /// A release name as given on the command line: a plain name of a release

@@ -47,6 +47,8 @@ pub struct Status {
     /// Each container app: the image its release names, and the one its
     /// container runs (as podman says; none when it is not running).
     pub containers: Vec<ContainerStatus>,
+    /// What each publish target of a site serves.
+    pub published: crate::apply::publish::Published,
 }
 
 #[derive(Debug, Serialize)]
@@ -90,6 +92,7 @@ pub fn status(settings: &Settings, host: &dyn Host, depth: Depth) -> Result<Stat
                 running: crate::apply::images::running(host, app),
             })
             .collect(),
+        published: crate::apply::publish::Published::load(host, layout),
     })
 }
 
@@ -167,6 +170,19 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool, verify: bool) -> Re
             None => ui::out(format_args!(
                 "container: {} is not running (its release names {})",
                 c.app, c.image
+            )),
+        }
+    }
+    for (name, target) in &status.published.targets {
+        let serves = target.serves.as_deref().unwrap_or("nothing yet");
+        match &target.error {
+            None => ui::out(format_args!(
+                "published: {name} serves release {serves} ({})",
+                target.at
+            )),
+            Some(error) => ui::out(format_args!(
+                "published: {name} serves release {serves}; publishing release {} failed at {}: {error}",
+                status.published.release, target.at
             )),
         }
     }

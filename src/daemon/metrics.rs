@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::apply::publish::Published;
 use crate::apply::record::LastRun;
 use crate::error::{ApplyError, exit};
 use crate::host::Host;
@@ -19,6 +20,7 @@ pub fn write(
     host: &dyn Host,
     path: &Path,
     state: &State,
+    published: &Published,
     last: &LastRun,
     took: Duration,
 ) -> Result<(), ApplyError> {
@@ -87,8 +89,8 @@ pub fn write(
         "counter",
         format!(" {}", state.rollbacks_total),
     );
+    let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     if let Some(d) = &state.deployed {
-        let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         metric(
             "plumb_deployed_info",
             "The deployed commit and release.",
@@ -98,6 +100,22 @@ pub fn write(
                 label(&d.commit),
                 label(&d.release)
             ),
+        );
+    }
+    if !published.targets.is_empty() {
+        let _ = writeln!(
+            text,
+            "# HELP plumb_publish_ok 1 if the publish target serves the live release.\n# TYPE plumb_publish_ok gauge"
+        );
+    }
+    for (name, target) in &published.targets {
+        let ok = target.serves.as_deref() == Some(published.release.as_str());
+        let _ = writeln!(
+            text,
+            "plumb_publish_ok{{app=\"{}\",target=\"{}\"}} {}",
+            label(&target.app),
+            label(name),
+            ok as u8
         );
     }
     let files = host.files();

@@ -200,6 +200,8 @@ pub enum JobKind {
     Image,
     /// Removing a container image (a sandbox records it).
     ImageRemove,
+    /// Publishing a site to a target (a sandbox records it).
+    Publish,
 }
 
 /// A command plumb runs on behalf of the deploy repo.

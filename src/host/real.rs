@@ -95,7 +95,7 @@ impl Processes for RealProcesses {
                     let line = format!("hook in {}: {}", dir.display(), job.label());
                     return recorder.record(&line).map(|_| Output::default());
                 }
-                JobKind::Snapshot | JobKind::ImageRemove => {
+                JobKind::Snapshot | JobKind::ImageRemove | JobKind::Publish => {
                     return recorder
                         .record(&job.argv.join(" "))
                         .map(|_| Output::default());

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::render::desired::{Desired, Hook, TlsPending};
+use crate::render::desired::{Desired, Hook, PublishTarget, TlsPending};
 use crate::spec::health::HealthCheck;
 use crate::spec::layout::relative;
 
@@ -52,6 +52,9 @@ pub struct ReleaseInfo {
     /// The container image each container app runs, by app name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<String, String>,
+    /// Where the release's static sites are published once it is live.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<PublishTarget>,
 }
 
 /// A secret of a release, as far as a release may say.
@@ -201,6 +204,7 @@ impl ReleaseInfo {
     pub fn same_content(&self, other: &ReleaseInfo) -> bool {
         self.builds == other.builds
             && self.images == other.images
+            && self.publish == other.publish
             && self.units == other.units
             && self.secrets == other.secrets
             && self.manifest.len() == other.manifest.len()
@@ -254,6 +258,7 @@ pub fn planned(desired: &Desired, id: &str) -> ReleaseInfo {
             .iter()
             .map(|(app, image)| (app.clone(), image.tag.clone()))
             .collect(),
+        publish: desired.publish.clone(),
     }
 }
 

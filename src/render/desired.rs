@@ -44,6 +44,51 @@ pub struct Desired {
     pub tls_pending: Vec<TlsPending>,
     /// Container images the apps run, by app name.
     pub images: BTreeMap<String, ImageBuild>,
+    /// Where sites' static files are published after a successful deploy.
+    pub publish: Vec<PublishTarget>,
+}
+
+/// A site's static files, published to a target after each successful
+/// deploy (written to the release as `publish.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishTarget {
+    pub app: String,
+    /// The directory of the release published, relative to the release
+    /// (`app/<name>/build`).
+    pub source: String,
+    pub to: Destination,
+    /// Versions kept on the target.
+    pub keep: u32,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Destination {
+    /// A directory of this host.
+    Dir(PathBuf),
+    /// A directory of another host, over ssh.
+    Ssh {
+        user: String,
+        host: String,
+        port: u16,
+        path: String,
+    },
+}
+
+impl PublishTarget {
+    /// How the target is named in messages and `published.json`.
+    pub fn name(&self) -> String {
+        match &self.to {
+            Destination::Dir(dir) => dir.display().to_string(),
+            Destination::Ssh {
+                user,
+                host,
+                port,
+                path,
+            } => format!("ssh://{user}@{host}:{port}{path}"),
+        }
+    }
 }
 
 /// A container image built from an app's release directory with podman.

@@ -14,7 +14,8 @@ use crate::spec::schedule;
 use crate::spec::settings::Limits;
 use crate::spec::tree::Tree;
 use desired::{
-    AppBuild, Desired, DesiredFile, DesiredSecret, Hook, ImageBuild, SourceFile, TlsPending,
+    AppBuild, Desired, DesiredFile, DesiredSecret, Destination, Hook, ImageBuild, PublishTarget,
+    SourceFile, TlsPending,
 };
 
 pub mod desired;
@@ -299,6 +300,9 @@ fn render_app(
             0o644,
         )?;
     }
+    if let Some(site) = &app.site {
+        publish_targets(site, facts, name, &origin, out)?;
+    }
     if let Some(backup) = &app.backup {
         check_backup(&origin, name, backup, &out.roots)?;
         let on_calendar =
@@ -417,6 +421,70 @@ fn render_app(
         out.desired
             .health
             .push(health_check(&origin, name, app.user.as_deref(), check)?);
+    }
+    Ok(())
+}
+
+/// The publish targets of a site: the published directory is the site's
+/// `root`, which must be inside the app's release directory.
+fn publish_targets(
+    site: &crate::spec::deploy::Site,
+    facts: &HostFacts,
+    name: &str,
+    origin: &str,
+    out: &mut Output,
+) -> Result<(), InvalidError> {
+    if site.publish.is_empty() {
+        return Ok(());
+    }
+    let root = site.root.as_deref().unwrap_or_default();
+    let app_dir = format!("{}/current/app/{name}", facts.state_dir.display());
+    let inside = Path::new(root)
+        .strip_prefix(&app_dir)
+        .ok()
+        .filter(|_| !root.contains("/../") && !root.ends_with("/.."));
+    let Some(sub) = inside else {
+        return Err(InvalidError::Repo {
+            file: origin.to_string(),
+            message: format!(
+                "site.publish publishes site.root, which must be inside the app's release directory ({app_dir}/…), not {root:?}"
+            ),
+        });
+    };
+    let source = Path::new("app").join(name).join(sub);
+    for publish in &site.publish {
+        let to = match (&publish.dir, &publish.ssh) {
+            (Some(dir), None) => Destination::Dir(out.roots.check(origin, dir)?),
+            (None, Some(ssh)) => {
+                let (user, host, path) =
+                    crate::spec::validate::ssh_target(ssh).map_err(|message| {
+                        InvalidError::Repo {
+                            file: origin.to_string(),
+                            message: format!("site.publish: {message}"),
+                        }
+                    })?;
+                Destination::Ssh {
+                    user,
+                    host,
+                    port: publish.port,
+                    path,
+                }
+            }
+            _ => {
+                return Err(InvalidError::Repo {
+                    file: origin.to_string(),
+                    message: "site.publish: each target needs exactly one of `dir:` or `ssh:`"
+                        .into(),
+                });
+            }
+        };
+        out.desired.publish.push(PublishTarget {
+            app: name.to_string(),
+            source: source.display().to_string(),
+            to,
+            keep: publish.keep,
+            timeout_secs: publish.timeout,
+        });
     }
     Ok(())
 }

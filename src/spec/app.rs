@@ -92,6 +92,31 @@ pub struct Site {
     /// Location prefixes of fingerprinted assets, cached for a year as immutable.
     #[serde(default)]
     pub immutable: Vec<String>,
+    /// Where the static files under `root` are published after each
+    /// successful deploy (a CDN origin, a static file server).
+    #[serde(default)]
+    pub publish: Vec<Publish>,
+}
+
+/// One publish target: exactly one of `dir` or `ssh`. The target serves
+/// `<path>/current`, a link swapped atomically to `<path>/releases/<id>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publish {
+    /// A directory on this host (e.g. a CDN origin mount); must be inside
+    /// the host config's `allow_paths`.
+    pub dir: Option<String>,
+    /// `user@host:/path` over ssh, with the host config's ssh key and its
+    /// host key pinned in known_hosts (as for git).
+    pub ssh: Option<String>,
+    #[serde(default = "defaults::ssh_port")]
+    pub port: u16,
+    /// Published versions kept on the target (the served one included).
+    #[serde(default = "defaults::publish_keep")]
+    pub keep: u32,
+    /// Seconds one publish may take.
+    #[serde(default = "defaults::publish_timeout")]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -260,6 +285,15 @@ mod defaults {
     }
     pub fn keep() -> u32 {
         7
+    }
+    pub fn ssh_port() -> u16 {
+        22
+    }
+    pub fn publish_keep() -> u32 {
+        3
+    }
+    pub fn publish_timeout() -> u64 {
+        600
     }
     pub fn containerfile() -> String {
         "Containerfile".into()

@@ -183,6 +183,15 @@ pub struct Settings {
     /// Files of the host config that hold keys and credentials.
     pub trust: TrustFiles,
     pub limits: Limits,
+    /// The ssh key and pinned host keys, for publishing over ssh.
+    pub ssh: SshFiles,
+}
+
+/// The host config's ssh key and known_hosts (for git and for publishing).
+#[derive(Debug, Clone, Default)]
+pub struct SshFiles {
+    pub key_file: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
 }
 
 /// Files the host config names that plumb trusts: they must be root's
@@ -397,6 +406,10 @@ impl Settings {
             },
             roots: AllowedRoots::new(&config.allow_paths, &state_dir),
             root,
+            ssh: SshFiles {
+                key_file: config.ssh.key_file.clone(),
+                known_hosts: known_hosts.clone(),
+            },
             remote: url.map(|url| Remote {
                 url,
                 ssh_key: config.ssh.key_file,

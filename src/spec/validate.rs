@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use super::app::{Backup, Container, Health, Service, Site};
+use super::app::{Backup, Container, Health, Publish, Service, Site};
 use super::deploy::App;
 use super::paths::normalize;
 use crate::error::InvalidError;
@@ -317,6 +317,71 @@ fn check_service(f: &Field, s: &Service, container: bool) -> Result<(), InvalidE
     Ok(())
 }
 
+/// `user@host:/path` of an ssh publish target, checked.
+pub fn ssh_target(text: &str) -> Result<(String, String, String), String> {
+    let (user, rest) = text
+        .split_once('@')
+        .ok_or_else(|| format!("{text:?} is not user@host:/path"))?;
+    let (host, path) = rest
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} is not user@host:/path"))?;
+    let user_ok = !user.is_empty()
+        && user.len() <= 32
+        && user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && user
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
+    if !user_ok {
+        return Err(format!("{user:?} is not a user name"));
+    }
+    if !host_name(host) && host.parse::<IpAddr>().is_err() {
+        return Err(format!("{host:?} is not a host name or IP address"));
+    }
+    let plain = path.starts_with('/') && path.chars().all(path_char) && !path.contains(':');
+    if !plain || normalize(path).is_err() || path == "/" {
+        return Err(format!(
+            "{path:?} must be an absolute path (not /) of letters, digits and / . _ - @ + , ="
+        ));
+    }
+    Ok((user.to_string(), host.to_string(), path.to_string()))
+}
+
+fn check_publish(f: &Field, field: &str, p: &Publish) -> Result<(), InvalidError> {
+    match (&p.dir, &p.ssh) {
+        (Some(dir), None) => f.path(&format!("{field}.dir"), dir)?,
+        (None, Some(ssh)) => {
+            f.line(&format!("{field}.ssh"), ssh)?;
+            ssh_target(ssh).map_err(|m| f.fail(&format!("{field}.ssh"), m))?;
+            f.port(&format!("{field}.port"), p.port)?;
+        }
+        _ => {
+            return Err(f.fail(
+                field,
+                "needs exactly one of `dir:` (a directory here) or `ssh:` (user@host:/path)".into(),
+            ));
+        }
+    }
+    if !(2..=100).contains(&p.keep) {
+        return Err(f.fail(
+            &format!("{field}.keep"),
+            format!(
+                "{} is out of range: 2 to 100 (the served version and at least one to go back to)",
+                p.keep
+            ),
+        ));
+    }
+    if !(1..=MAX_STEP_SECS).contains(&p.timeout) {
+        return Err(f.fail(
+            &format!("{field}.timeout"),
+            format!(
+                "{} seconds is out of range: 1 to {MAX_STEP_SECS}",
+                p.timeout
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn check_container(f: &Field, app: &App, c: &Container) -> Result<(), InvalidError> {
     if app.service.is_none() {
         return Err(f.fail(
@@ -389,6 +454,15 @@ fn check_container(f: &Field, app: &App, c: &Container) -> Result<(), InvalidErr
 }
 
 fn check_site(f: &Field, site: &Site, secrets: &[&str]) -> Result<(), InvalidError> {
+    for (i, publish) in site.publish.iter().enumerate() {
+        check_publish(f, &format!("site.publish[{i}]"), publish)?;
+    }
+    if !site.publish.is_empty() && site.root.is_none() {
+        return Err(f.fail(
+            "site.publish",
+            "needs `site.root`: the directory of the release that is published".into(),
+        ));
+    }
     if site.server_name.is_empty() {
         return Err(f.fail("site.server_name", "needs at least one name".into()));
     }

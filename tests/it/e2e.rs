@@ -6,53 +6,15 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
 use crate::harness::{GitRepo, Sandbox, free_port};
-
-/// nginx master started from a private prefix; SIGTERM on drop.
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-/// One GET on a fresh connection: (status, body), or the error.
-fn get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: e2e.test\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    let status = response
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad response {response:?}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
+use crate::serve::{Nginx, get, load};
 
 /// A backend answering "pong" until `stop`.
 fn backend(stop: Arc<AtomicBool>) -> u16 {
@@ -72,49 +34,6 @@ fn backend(stop: Arc<AtomicBool>) -> u16 {
         }
     });
     port
-}
-
-struct Load {
-    stop: Arc<AtomicBool>,
-    total: Arc<AtomicUsize>,
-    failed: Arc<std::sync::Mutex<Vec<String>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-/// Two clients in a loop on loopback, bounded in count and time.
-fn load(port: u16) -> Load {
-    let stop = Arc::new(AtomicBool::new(false));
-    let total = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let threads = ["/version.txt", "/api/ping"]
-        .into_iter()
-        .map(|path| {
-            let (stop, total, failed) = (stop.clone(), total.clone(), failed.clone());
-            std::thread::spawn(move || {
-                let deadline = Instant::now() + Duration::from_secs(300);
-                while !stop.load(Ordering::Relaxed)
-                    && Instant::now() < deadline
-                    && total.load(Ordering::Relaxed) < 200_000
-                {
-                    total.fetch_add(1, Ordering::Relaxed);
-                    match get(port, path) {
-                        Ok((200, _)) => {}
-                        Ok((status, body)) => failed
-                            .lock()
-                            .unwrap()
-                            .push(format!("{path}: {status} {body}")),
-                        Err(e) => failed.lock().unwrap().push(format!("{path}: {e}")),
-                    }
-                }
-            })
-        })
-        .collect();
-    Load {
-        stop,
-        total,
-        failed,
-        threads,
-    }
 }
 
 fn set_version(repo: &GitRepo, version: &str, reload_site: bool) -> String {
@@ -224,19 +143,14 @@ fn fifty_switches_under_load_with_zero_failed_requests_then_refusal_and_rollback
     );
 
     // 50 switches while two clients hammer nginx; every other one reloads it.
-    let traffic = load(http);
+    let traffic = load(http, &["/version.txt", "/api/ping"]);
     let started = Instant::now();
     for i in 0..50 {
         set_version(&repo, &format!("v2.{i}"), i % 2 == 0);
         sandbox.reconcile(&repo).ok();
         assert_eq!(get(http, "/version.txt").unwrap().1, format!("v2.{i}\n"));
     }
-    traffic.stop.store(true, Ordering::Relaxed);
-    for thread in traffic.threads {
-        thread.join().unwrap();
-    }
-    let total = traffic.total.load(Ordering::Relaxed);
-    let failed = traffic.failed.lock().unwrap().clone();
+    let (total, failed) = traffic.finish();
     println!(
         "e2e: 50 switches in {:.1}s, {total} requests, {} failed",
         started.elapsed().as_secs_f64(),

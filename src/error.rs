@@ -301,6 +301,9 @@ impl InvalidError {
 /// Changing the host failed part-way.
 #[derive(Debug, Error)]
 pub enum ApplyError {
+    /// What a build left in the release breaks a rule (the commit's fault).
+    #[error("app {app}: {message}")]
+    Release { app: String, message: String },
     #[error("{action}: {path}: {source}")]
     Io {
         action: &'static str,
@@ -345,6 +348,7 @@ impl ApplyError {
         match self {
             ApplyError::Step { blame, .. } => *blame,
             ApplyError::Build { source, .. } | ApplyError::Hook { source, .. } => source.blame(),
+            ApplyError::Release { .. } => Blame::Commit,
             ApplyError::Io { .. }
             | ApplyError::Host { .. }
             | ApplyError::UndoIncomplete { .. }

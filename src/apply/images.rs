@@ -70,7 +70,28 @@ pub fn ensure(
         .users()
         .account_for(Some(&image.user))
         .map_err(failed)?;
-    if exists(host, &image.tag).map_err(failed)? {
+    // The build ran as the app's user in this directory: what podman (root)
+    // reads as the Containerfile must be a plain file, not a link to one
+    // of root's.
+    let file = tmp.join("app").join(app).join(&image.file);
+    match host.files().stat(&file) {
+        Ok(stat) if stat.kind == crate::host::Kind::File => {}
+        _ => {
+            return Err(ApplyError::Release {
+                app: app.to_string(),
+                message: format!(
+                    "container.file {} is not a regular file in the app's release directory (did a build step replace it?)",
+                    image.file
+                ),
+            });
+        }
+    }
+    let present = exists(host, &image.tag).map_err(|source| ApplyError::Step {
+        step: format!("ask podman for image {}", image.tag),
+        blame: crate::error::Blame::Host,
+        source: Box::new(source),
+    })?;
+    if present {
         ui::step(format_args!("image {} reused", image.tag));
     } else {
         ui::step(format_args!(
@@ -142,11 +163,14 @@ pub fn prune(host: &dyn Host, layout: &Layout) {
     let Ok(releases) = super::release::list(host, layout) else {
         return;
     };
-    let kept: BTreeSet<String> = releases
-        .iter()
-        .filter_map(|id| super::release::load(host, layout, id))
-        .flat_map(|info| info.images.into_values())
-        .collect();
+    let mut kept = BTreeSet::new();
+    for id in &releases {
+        match super::release::load(host, layout, id) {
+            Some(info) => kept.extend(info.images.into_values()),
+            // Which images it needs is unknown: remove none.
+            None => return,
+        }
+    }
     let list = podman(
         JobKind::Image,
         &[

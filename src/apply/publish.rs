@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::release;
 use crate::error::ApplyError;
-use crate::host::{Host, Job, JobKind, ProcessError};
+use crate::host::{Host, Job, JobKind, Kind, ProcessError};
 use crate::render::desired::{Destination, PublishTarget};
 use crate::spec::layout::Layout;
 use crate::spec::settings::SshFiles;
@@ -130,6 +130,39 @@ pub fn converge(
     Ok(failed)
 }
 
+/// Before a release with publish targets exists: the directory it would
+/// publish must be there, and every component of its path inside the
+/// release a real directory. A build runs as the app's user and could
+/// leave a link there (`build -> /etc`) that root's rsync would follow.
+pub fn check_source(host: &dyn Host, tmp: &Path, target: &PublishTarget) -> Result<(), ApplyError> {
+    let mut path = tmp.to_path_buf();
+    for part in Path::new(&target.source).components() {
+        path.push(part);
+        match host.files().stat(&path) {
+            Ok(stat) if stat.kind == Kind::Dir => {}
+            Ok(_) => {
+                return Err(ApplyError::Release {
+                    app: target.app.clone(),
+                    message: format!(
+                        "{} is published (site.publish) but is not a directory of the release: a link or a file is never published",
+                        target.source
+                    ),
+                });
+            }
+            Err(_) => {
+                return Err(ApplyError::Release {
+                    app: target.app.clone(),
+                    message: format!(
+                        "{} is published (site.publish) but the build did not make it",
+                        target.source
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Copy the release's directory to the target, then swap and prune there.
 fn publish(
     host: &dyn Host,
@@ -186,11 +219,13 @@ fn publish(
     Ok(())
 }
 
-/// Run on the target in its directory `$1`: flush the new version
+/// Run on the target in its directory `$1`, under a lock: flush the new version
 /// `releases/$2`, point `current` at it with one rename, then remove all
 /// but the newest `$3` versions, never the one served.
 const SWAP: &str = r#"set -eu
 cd "$1"
+# One publisher at a time on this target (several hosts may share it).
+if command -v flock >/dev/null; then exec 9>.publish.lock; flock -w 600 9; fi
 test -d "releases/$2"
 sync -f "releases/$2"
 ln -sfn "releases/$2" .current.tmp

@@ -201,6 +201,9 @@ fn write_all(
     }
     let completed = super::appdir::complete(host, layout, tmp, source)?;
     info.outputs = completed;
+    for target in &source.desired.publish {
+        super::publish::check_source(host, tmp, target)?;
+    }
     if !source.desired.secrets.is_empty() {
         super::secrets::materialize(host, id, &source.desired.secrets, source.keys)?;
         super::secrets::link_into(host, tmp, id)?;

@@ -463,6 +463,14 @@ fn publish_targets(
                             message: format!("site.publish: {message}"),
                         }
                     })?;
+                if !out.roots.allows_publish(&user, &host, &path) {
+                    return Err(InvalidError::Repo {
+                        file: origin.to_string(),
+                        message: format!(
+                            "site.publish: {ssh} is not allowed on this host: its host config must list it (or a directory above it) in allow_publish"
+                        ),
+                    });
+                }
                 Destination::Ssh {
                     user,
                     host,
@@ -478,13 +486,29 @@ fn publish_targets(
                 });
             }
         };
-        out.desired.publish.push(PublishTarget {
+        let target = PublishTarget {
             app: name.to_string(),
             source: source.display().to_string(),
             to,
             keep: publish.keep,
             timeout_secs: publish.timeout,
-        });
+        };
+        if let Some(other) = out
+            .desired
+            .publish
+            .iter()
+            .find(|t| t.name() == target.name())
+        {
+            return Err(InvalidError::Repo {
+                file: origin.to_string(),
+                message: format!(
+                    "site.publish: {} is a target of app {} already; two sites cannot share one",
+                    target.name(),
+                    other.app
+                ),
+            });
+        }
+        out.desired.publish.push(target);
     }
     Ok(())
 }

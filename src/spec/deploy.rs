@@ -300,6 +300,30 @@ mod tests {
                 "    user: w\n    service: {}\n    container: {}\n",
                 "apps.web.container: needs a `source:`",
             ),
+            (
+                "    user: w\n    source: app\n    service: {reload: x}\n    container: {}\n",
+                "apps.web.service.reload: does not apply to a container app",
+            ),
+            (
+                "    site: {server_name: [a.com], root: /x, publish: [{dir: /srv/a, ssh: \"u@h:/p\"}]}\n",
+                "apps.web.site.publish[0]: needs exactly one of",
+            ),
+            (
+                "    site: {server_name: [a.com], root: /x, publish: [{ssh: \"u@h:/p;reboot\"}]}\n",
+                "apps.web.site.publish[0].ssh",
+            ),
+            (
+                "    site: {server_name: [a.com], root: /x, publish: [{ssh: \"u@h -oProxyCommand=x:/p\"}]}\n",
+                "apps.web.site.publish[0].ssh",
+            ),
+            (
+                "    site: {server_name: [a.com], root: /x, publish: [{dir: /srv/a, keep: 1}]}\n",
+                "apps.web.site.publish[0].keep",
+            ),
+            (
+                "    site: {server_name: [a.com], publish: [{dir: /srv/a}]}\n",
+                "apps.web.site.publish: needs `site.root`",
+            ),
         ] {
             let err = load(&tree(&[("deploy.yaml", &app(body))]), "h")
                 .unwrap_err()

@@ -129,6 +129,9 @@ const SYSTEM_ETC: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct AllowedRoots {
     roots: Vec<PathBuf>,
+    /// `user@host:/prefix` entries an ssh publish target must fall under
+    /// (the host config's `allow_publish`).
+    publish: Vec<String>,
     state_dir: PathBuf,
 }
 
@@ -139,8 +142,29 @@ impl AllowedRoots {
         roots.extend(extra.iter().cloned());
         AllowedRoots {
             roots,
+            publish: Vec::new(),
             state_dir: state_dir.to_path_buf(),
         }
+    }
+
+    /// With the host config's `allow_publish` entries (`user@host:/prefix`).
+    pub fn with_publish(mut self, entries: &[String]) -> Self {
+        self.publish = entries.to_vec();
+        self
+    }
+
+    /// Whether the host config lets the deploy repo publish over ssh as
+    /// `user` to `path` on `host`: some `allow_publish` entry names that
+    /// user and host, and a directory `path` is equal to or inside.
+    pub fn allows_publish(&self, user: &str, host: &str, path: &str) -> bool {
+        self.publish.iter().any(|entry| {
+            let Some((who, prefix)) = entry.split_once(':') else {
+                return false;
+            };
+            who == format!("{user}@{host}")
+                && Path::new(path).starts_with(Path::new(prefix))
+                && !path.split('/').any(|c| c == "..")
+        })
     }
 
     /// These roots plus `/etc/<app>` for each app.
@@ -256,6 +280,20 @@ pub fn under(root: &Path, path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ssh_publish_targets_need_an_allow_publish_entry_above_them() {
+        let roots = super::AllowedRoots::new(&[], std::path::Path::new("/var/lib/plumb"))
+            .with_publish(&["deploy@cdn1.example.com:/srv/www".to_string()]);
+        assert!(roots.allows_publish("deploy", "cdn1.example.com", "/srv/www"));
+        assert!(roots.allows_publish("deploy", "cdn1.example.com", "/srv/www/blog"));
+        assert!(!roots.allows_publish("deploy", "cdn1.example.com", "/srv/wwwx"));
+        assert!(!roots.allows_publish("deploy", "cdn1.example.com", "/srv/www/../../etc"));
+        assert!(!roots.allows_publish("root", "cdn1.example.com", "/srv/www"));
+        assert!(!roots.allows_publish("deploy", "git.example.com", "/srv/www"));
+        let none = super::AllowedRoots::new(&[], std::path::Path::new("/var/lib/plumb"));
+        assert!(!none.allows_publish("deploy", "cdn1.example.com", "/srv/www"));
+    }
+
     use super::*;
 
     fn roots() -> AllowedRoots {

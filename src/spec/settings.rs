@@ -33,6 +33,9 @@ pub struct HostConfig {
     /// still wins). `allowed_roots` is the old name.
     #[serde(default, alias = "allowed_roots")]
     pub allow_paths: Vec<PathBuf>,
+    /// Where a deploy repo may publish sites over ssh: `user@host:/prefix`.
+    #[serde(default)]
+    pub allow_publish: Vec<String>,
     pub keep_releases: Option<usize>,
     /// `execute` or `record`; default: execute on `/`, record on a sandbox root.
     pub host_commands: Option<String>,
@@ -404,7 +407,8 @@ impl Settings {
                     // A sandbox never reads the machine's own key.
                     .unwrap_or_else(|| paths::under(&root, Path::new(AGE_IDENTITY))),
             },
-            roots: AllowedRoots::new(&config.allow_paths, &state_dir),
+            roots: AllowedRoots::new(&config.allow_paths, &state_dir)
+                .with_publish(&config.allow_publish),
             root,
             ssh: SshFiles {
                 key_file: config.ssh.key_file.clone(),

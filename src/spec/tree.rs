@@ -146,8 +146,19 @@ impl Blob {
             Repr::File { size, .. } if *size > max => Err(BlobError::TooLarge { size: *size, max }),
             Repr::File { path, .. } => {
                 use std::io::Read;
-                let file = std::fs::File::open(path)
-                    .map_err(|e| BlobError::Unreadable(format!("{}: {e}", path.display())))?;
+                use std::os::unix::fs::OpenOptionsExt;
+                let unreadable =
+                    |e: std::io::Error| BlobError::Unreadable(format!("{}: {e}", path.display()));
+                // Not a link swapped in since the listing, never a FIFO
+                // that would block: a regular file or nothing.
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc_flags())
+                    .open(path)
+                    .map_err(unreadable)?;
+                if !file.metadata().map_err(unreadable)?.is_file() {
+                    return Err(unreadable(std::io::Error::other("not a regular file")));
+                }
                 let mut bytes = Vec::new();
                 // Bounded even if the file grew since it was listed.
                 file.take(max.saturating_add(1))
@@ -363,6 +374,11 @@ impl Tree {
     }
 }
 
+/// `O_NOFOLLOW | O_NONBLOCK`, for opening a working tree's file.
+fn libc_flags() -> i32 {
+    (nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits()
+}
+
 /// Most files `plumb validate` lists in a working tree.
 const MAX_DIR_ENTRIES: usize = 1_000_000;
 
@@ -381,7 +397,7 @@ fn read_dir(base: &Path, rel: &Path, tree: &mut Tree) -> std::io::Result<()> {
             tree.insert(path, Entry::Symlink(target.to_string_lossy().into_owned()));
         } else if meta.is_dir() {
             read_dir(base, &path, tree)?;
-        } else {
+        } else if meta.is_file() {
             if tree.entries.len() >= MAX_DIR_ENTRIES {
                 return Err(std::io::Error::other(format!(
                     "more than {MAX_DIR_ENTRIES} files under {}: is it the deploy repo?",
@@ -392,6 +408,8 @@ fn read_dir(base: &Path, rel: &Path, tree: &mut Tree) -> std::io::Result<()> {
             let executable = meta.permissions().mode() & 0o111 != 0;
             tree.insert(path, Entry::File { blob, executable });
         }
+        // FIFOs, sockets and devices are not deploy repo content (git
+        // cannot hold them either).
     }
     Ok(())
 }

@@ -395,6 +395,21 @@ fn check_container(f: &Field, app: &App, c: &Container) -> Result<(), InvalidErr
             "needs a `source:` or `git:`: the image is built from the app's source".into(),
         ));
     }
+    if let Some(service) = &app.service {
+        let unsupported = [
+            ("reload", service.reload.is_some()),
+            ("user", service.user.is_some()),
+            ("group", service.group.is_some()),
+            ("working_directory", service.working_directory.is_some()),
+            ("writable_paths", !service.writable_paths.is_empty()),
+        ];
+        if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
+            return Err(f.fail(
+                &format!("service.{field}"),
+                "does not apply to a container app (it runs as the app's user, with its own confinement and the image's working directory); remove it".into(),
+            ));
+        }
+    }
     let relative = !c.file.is_empty()
         && !c.file.starts_with('/')
         && c.file

@@ -142,6 +142,19 @@ fn a_site_published_fifty_times_to_a_directory_under_load_never_fails_a_request(
     // An up-to-date run publishes nothing again.
     let again = sandbox.reconcile(&repo).ok();
     assert!(!again.stdout.contains("publish"), "{}", again.stdout);
+
+    // A build that leaves a link where the site is (`build -> /etc`) is
+    // refused before the switch: root's rsync never follows it.
+    let yaml = repo.read("deploy.yaml").replace(
+        "      - cp VERSION build/version.txt\n",
+        "      - cp VERSION build/version.txt\n      - rm -rf build && ln -s /etc build\n",
+    );
+    repo.write("deploy.yaml", &yaml).commit("a link for a site");
+    sandbox
+        .reconcile(&repo)
+        .fails_with(5, "a link or a file is never published");
+    assert_eq!(served(&target), format!("releases/{live}"));
+    assert!(!target.join("current/passwd").exists());
 }
 
 #[test]
@@ -155,16 +168,35 @@ fn publishing_over_ssh_is_reported_when_it_fails_retried_and_follows_a_rollback(
         dir.display(),
         sshd.port
     ));
-    // Pinned: a key that is not the server's.
+    // Pinned: a key that is not the server's. Allowed: another directory.
     sshd.host_config("other_key");
     let d = sshd.dir.path().display();
-    let mut sandbox = Sandbox::executing(&format!(
-        "ssh: {{key_file: {d}/client_key, known_hosts: {d}/known_hosts}}"
-    ));
+    let config = |allowed: &Path| {
+        format!(
+            "ssh: {{key_file: {d}/client_key, known_hosts: {d}/known_hosts}}\nallow_publish: [\"{user}@127.0.0.1:{}\"]",
+            allowed.display()
+        )
+    };
+    let mut sandbox = Sandbox::executing(&config(&remote.path().join("elsewhere")));
     sandbox.hostname = "hybrid".into();
+    // The deploy repo names the target; the host config decides whether
+    // this host may reach it.
+    version(&repo, "v0");
+    sandbox
+        .reconcile(&repo)
+        .fails_with(5, "is not allowed on this host");
+    let path = sandbox.config.clone().unwrap();
+    let text = fs::read_to_string(&path).unwrap().replace(
+        &remote.path().join("elsewhere").display().to_string(),
+        &remote.path().join("www").display().to_string(),
+    );
+    fs::write(&path, text).unwrap();
 
     // Deployed and healthy, but not published: exit 13, no rollback.
     let first = version(&repo, "v1");
+    sandbox
+        .reconcile(&repo)
+        .fails_with(13, "publishing its site failed");
     sandbox
         .reconcile(&repo)
         .fails_with(13, "publishing its site failed");

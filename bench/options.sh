@@ -28,8 +28,8 @@ cleanup() {
         --filter reference=localhost/plumb-microblog --filter reference=localhost/plumb-bench); do
         podman rmi --force "$tag" >/dev/null 2>&1 || true
     done
-    [ -n "${sshd_pid:-}" ] && kill "$sshd_pid" 2>/dev/null || true
-    rm -rf "$work"
+    if [ -n "${sshd_pid:-}" ]; then kill "$sshd_pid" 2>/dev/null || true; fi
+    [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -104,6 +104,44 @@ echo "container deploy to healthy, new image:    $(printf '%s\n' "${fresh[@]}" |
 echo "container deploy to healthy, image reused: $(printf '%s\n' "${reused[@]}" | median) ms"
 podman rm --force --ignore plumb-microblog >/dev/null
 
+# The same two kinds of commit for the plain service (the example's own
+# unit, its paths under the sandbox root), in the same harness.
+plain_http=$(port)
+cat >"$repo/templates/bench-config.yaml.j2" <<EOF
+listen: 127.0.0.1:$plain_http
+database: $root/var/lib/plumb/shared/microblog/microblog.db
+content_dir: $root/var/lib/plumb/shared/microblog/content
+site_name: MicroBlog
+version: "1.0"
+EOF
+cat >"$repo/hosts/plain.yaml" <<EOF
+apps:
+  microblog:
+    service:
+      command: /usr/bin/python3 $root/var/lib/plumb/current/app/microblog/bin/microblog serve --config $root/etc/microblog/config.yaml
+      restart_sec: 5
+    files:
+      - path: /etc/microblog/config.yaml
+        template: bench-config.yaml.j2
+    health:
+      - http: http://127.0.0.1:$plain_http/health
+        timeout: 60
+EOF
+commit plain
+reconcile plain -q
+fresh=() reused=()
+for i in $(seq "$rounds"); do
+    echo "# plain $i" >>"$repo/app/microblog/server.py"
+    commit "plain source $i"
+    t0=$(now); reconcile plain -q; t1=$(now); fresh+=("$(ms "$t0" "$t1")")
+    sed -i "s/restart_sec: [0-9]*/restart_sec: $((5 + i))/" "$repo/hosts/plain.yaml"
+    commit "plain unit $i"
+    t0=$(now); reconcile plain -q; t1=$(now); reused+=("$(ms "$t0" "$t1")")
+done
+echo "plain deploy to healthy, source changed:   $(printf '%s\n' "${fresh[@]}" | median) ms"
+echo "plain deploy to healthy, unit changed:     $(printf '%s\n' "${reused[@]}" | median) ms"
+sh tests/podman/systemctl.sh "$root" stop microblog.service
+
 # 3. Publishing the built site: a local directory, then over ssh.
 keys=$work/ssh
 mkdir -p "$keys" /run/sshd
@@ -125,7 +163,8 @@ EOF
 /usr/sbin/sshd -D -f "$keys/sshd_config" &
 sshd_pid=$!
 echo "[127.0.0.1]:$sshd_port $(cut -d' ' -f1,2 "$keys/host_key.pub")" >"$keys/known_hosts"
-printf 'ssh: {key_file: %s, known_hosts: %s}\n' "$keys/client_key" "$keys/known_hosts" >>"$work/plumb.yaml"
+printf 'ssh: {key_file: %s, known_hosts: %s}\nallow_publish: ["%s@127.0.0.1:%s"]\n' \
+    "$keys/client_key" "$keys/known_hosts" "$(id -un)" "$work/remote" >>"$work/plumb.yaml"
 cat >"$repo/hosts/hybrid.yaml" <<EOF
 apps:
   microblog:

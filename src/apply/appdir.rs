@@ -222,3 +222,20 @@ fn walk(host: &dyn Host, dir: &Path, rel: &Path, out: &mut BTreeMap<String, File
         }
     }
 }
+
+/// What `rel` below `base` is, if every directory on the way to it is a
+/// real directory (never a link) — `None` when it is missing or the way
+/// passes through a link. A build runs as the app's user and may leave
+/// links in its release directory; root must not follow them.
+pub fn kind_without_links(host: &dyn Host, base: &Path, rel: &Path) -> Option<Kind> {
+    let mut path = base.to_path_buf();
+    let mut kind = Some(Kind::Dir);
+    for part in rel.components() {
+        if kind != Some(Kind::Dir) {
+            return None;
+        }
+        path.push(part);
+        kind = host.files().stat(&path).ok().map(|s| s.kind);
+    }
+    kind
+}

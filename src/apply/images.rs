@@ -73,14 +73,14 @@ pub fn ensure(
     // The build ran as the app's user in this directory: what podman (root)
     // reads as the Containerfile must be a plain file, not a link to one
     // of root's.
-    let file = tmp.join("app").join(app).join(&image.file);
-    match host.files().stat(&file) {
-        Ok(stat) if stat.kind == crate::host::Kind::File => {}
+    let dir = tmp.join("app").join(app);
+    match super::appdir::kind_without_links(host, &dir, Path::new(&image.file)) {
+        Some(crate::host::Kind::File) => {}
         _ => {
             return Err(ApplyError::Release {
                 app: app.to_string(),
                 message: format!(
-                    "container.file {} is not a regular file in the app's release directory (did a build step replace it?)",
+                    "container.file {} is not a regular file of the app's release directory, or is reached through a link (did a build step replace it?)",
                     image.file
                 ),
             });

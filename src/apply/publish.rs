@@ -135,32 +135,17 @@ pub fn converge(
 /// release a real directory. A build runs as the app's user and could
 /// leave a link there (`build -> /etc`) that root's rsync would follow.
 pub fn check_source(host: &dyn Host, tmp: &Path, target: &PublishTarget) -> Result<(), ApplyError> {
-    let mut path = tmp.to_path_buf();
-    for part in Path::new(&target.source).components() {
-        path.push(part);
-        match host.files().stat(&path) {
-            Ok(stat) if stat.kind == Kind::Dir => {}
-            Ok(_) => {
-                return Err(ApplyError::Release {
-                    app: target.app.clone(),
-                    message: format!(
-                        "{} is published (site.publish) but is not a directory of the release: a link or a file is never published",
-                        target.source
-                    ),
-                });
-            }
-            Err(_) => {
-                return Err(ApplyError::Release {
-                    app: target.app.clone(),
-                    message: format!(
-                        "{} is published (site.publish) but the build did not make it",
-                        target.source
-                    ),
-                });
-            }
-        }
+    let kind = super::appdir::kind_without_links(host, tmp, Path::new(&target.source));
+    if kind == Some(Kind::Dir) {
+        return Ok(());
     }
-    Ok(())
+    Err(ApplyError::Release {
+        app: target.app.clone(),
+        message: format!(
+            "{} is published (site.publish) but is not a directory of the release made by the build: a link, or a path through one, is never published",
+            target.source
+        ),
+    })
 }
 
 /// Copy the release's directory to the target, then swap and prune there.

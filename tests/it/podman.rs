@@ -224,6 +224,26 @@ fn a_container_app_is_built_once_run_confined_health_checked_rolled_back_and_pru
     assert_eq!(current_image(&sandbox), second);
     assert_eq!(running_image(), second);
 
+    // A build step that swaps the Containerfile for a link to one of root's
+    // files: podman (root) never reads it.
+    repo.write("app/Containerfile", &containerfile);
+    let build =
+        "      - python3 bin/microblog build --content content --out build --static static\n";
+    let yaml = repo.read("deploy.yaml");
+    repo.write(
+        "deploy.yaml",
+        &yaml.replace(
+            build,
+            &format!("{build}      - rm Containerfile && ln -s /etc/shadow Containerfile\n"),
+        ),
+    )
+    .commit("a Containerfile that is a link");
+    sandbox
+        .reconcile(&repo)
+        .fails_with(5, "is not a regular file of the app's release directory");
+    assert_eq!(running_image(), second);
+    repo.write("deploy.yaml", &yaml);
+
     // Fixed, and deployed twice more: the first image is named by no kept
     // release any more, and is removed with the last of them.
     repo.write("app/Containerfile", &containerfile);

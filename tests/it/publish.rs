@@ -152,7 +152,7 @@ fn a_site_published_fifty_times_to_a_directory_under_load_never_fails_a_request(
     repo.write("deploy.yaml", &yaml).commit("a link for a site");
     sandbox
         .reconcile(&repo)
-        .fails_with(5, "a link or a file is never published");
+        .fails_with(5, "a link, or a path through one, is never published");
     assert_eq!(served(&target), format!("releases/{live}"));
     assert!(!target.join("current/passwd").exists());
 }

@@ -100,13 +100,15 @@ impl Executor<'_> {
             .collect();
         let pruned = release::prune(self.host, self.layout, self.keep_releases, &keep)?;
         super::secrets::prune(self.host, self.layout);
-        if !pruned.is_empty() {
+        // Only when a release that ran containers went: podman is not
+        // started (nor needed) on a host without them.
+        if pruned.containers {
             super::images::prune(self.host, self.layout);
         }
         Ok(Ok(Outcome {
             release: plan.release.clone(),
             host_calls: calls,
-            pruned,
+            pruned: pruned.ids,
         }))
     }
 

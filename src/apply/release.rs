@@ -267,6 +267,14 @@ pub fn switch(host: &dyn Host, layout: &Layout, id: &str) -> Result<(), ApplyErr
         .map_err(ApplyError::io("fsync", &layout.state_dir))
 }
 
+/// What `prune` removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub ids: Vec<String>,
+    /// Whether one of them ran containers (its images may go now).
+    pub containers: bool,
+}
+
 /// Remove all but the newest `keep` releases; never `keep_ids` (current,
 /// previous, releases running services started on), and clean up
 /// unfinished temporary builds.
@@ -275,7 +283,7 @@ pub fn prune(
     layout: &Layout,
     keep: usize,
     keep_ids: &[&str],
-) -> Result<Vec<String>, ApplyError> {
+) -> Result<Pruned, ApplyError> {
     let files = host.files();
     let releases = layout.releases();
     let names = files
@@ -289,16 +297,17 @@ pub fn prune(
     }
     let finished: Vec<&String> = names.iter().filter(|n| !n.starts_with('.')).collect();
     let excess = finished.len().saturating_sub(keep);
-    let mut removed = Vec::new();
+    let mut removed = Pruned::default();
     for name in finished.into_iter().take(excess) {
         if keep_ids.contains(&name.as_str()) {
             continue;
         }
         let path = releases.join(name);
+        removed.containers |= files.stat(&path.join("containers")).is_ok();
         files
             .remove_dir_all(&path)
             .map_err(ApplyError::io("remove", &path))?;
-        removed.push(name.clone());
+        removed.ids.push(name.clone());
     }
     Ok(removed)
 }

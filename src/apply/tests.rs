@@ -402,7 +402,8 @@ fn pruning_keeps_the_newest_current_and_previous_releases() {
     assert_eq!(left, ["r-c3", "r-c4", "r-c5"]);
     // An old release a service still runs on is kept.
     let pruned = release::prune(&host, &layout(), 1, &["r-c3", "r-c5"]).unwrap();
-    assert_eq!(pruned, ["r-c4"]);
+    assert_eq!(pruned.ids, ["r-c4"]);
+    assert!(!pruned.containers);
 }
 
 #[test]

@@ -167,16 +167,7 @@ fn write_all(
                 .write_new(&full, &bytes()?, mode)
                 .map_err(ApplyError::io("write", &full))?;
         }
-        // A hard link is the previous release's inode: same size, mtime
-        // and inode number as recorded there (one lstat less per file).
-        let known = reuse
-            .filter(|_| linked)
-            .and_then(|prev| prev.manifest.get(&key))
-            .and_then(|entry| entry.stat);
-        match (known, info.manifest.get_mut(&key)) {
-            (Some(stat), Some(entry)) => entry.stat = Some(stat),
-            (_, entry) => stat_into(files, &full, entry),
-        }
+        stat_into(files, &full, info.manifest.get_mut(&key));
         Ok::<(), ApplyError>(())
     };
     for (path, file) in &source.desired.files {

@@ -101,7 +101,17 @@ pub fn ensure(
         let context = host.files().real(&tmp.join("app").join(app));
         host.processes()
             .run(&build_job(app, image, &context, &owner(host, layout)))
-            .map_err(failed)?;
+            .map_err(|source| match &source {
+                // A base image podman could not pull: a registry down, no
+                // network, no credentials. Retried next run, never
+                // quarantined (a misspelt image name is retried too).
+                ProcessError::Exit { output, .. } if pull_failed(output) => ApplyError::Step {
+                    step: format!("pull the base image of app {app}"),
+                    blame: crate::error::Blame::Host,
+                    source: Box::new(source),
+                },
+                _ => failed(source),
+            })?;
     }
     let files = host.files();
     let env = tmp.join("containers").join(format!("{app}.env"));
@@ -122,6 +132,13 @@ pub fn ensure(
             .map_err(ApplyError::io("chown", &shared))?;
     }
     Ok(())
+}
+
+/// Whether podman's output says it could not fetch an image (as opposed to
+/// a step of the Containerfile failing).
+fn pull_failed(output: &str) -> bool {
+    output.contains("initializing source docker://")
+        || output.contains("pinging container registry")
 }
 
 /// `podman build` of the app directory: no network unless the app asks for

@@ -113,6 +113,26 @@ fn a_container_app_is_built_once_run_confined_health_checked_rolled_back_and_pru
         .args(["-R", "65534:65534"])
         .arg(&shared));
 
+    // A base image that cannot be pulled (no registry here): the host's
+    // problem, retried next run, never a quarantine.
+    let overlay = repo.read("hosts/container.yaml");
+    repo.write(
+        "hosts/container.yaml",
+        &overlay.replace("localhost/python3:bookworm", "localhost/no-such-base:1"),
+    )
+    .commit("a base image nobody has");
+    sandbox
+        .reconcile(&repo)
+        .fails_with(6, "pull the base image of app microblog");
+    let status = sandbox.plumb(&["status"]).ok();
+    assert!(
+        status.stdout.contains("quarantine: none"),
+        "{}",
+        status.stdout
+    );
+    repo.write("hosts/container.yaml", &overlay)
+        .commit("the local base");
+
     // First deploy: the image is built, the container runs it, healthy.
     let started = Instant::now();
     let run = sandbox.reconcile(&repo).ok();

@@ -90,18 +90,23 @@ commands:
   nginx_reload: ['true']
 EOF
 reconcile() { "$plumb" reconcile --once --repo "$repo" --root "$root" --config "$work/plumb.yaml" --hostname "$1" "${@:2}"; }
-reconcile container -q
-fresh=() reused=()
-for i in $(seq "$rounds"); do
-    echo "# $i" >>"$repo/app/microblog/server.py"
-    commit "source $i"
-    t0=$(now); reconcile container -q; t1=$(now); fresh+=("$(ms "$t0" "$t1")")
-    sed -i "s/restart_sec: [0-9]*/restart_sec: $((5 + i))/" "$repo/hosts/container.yaml"
-    commit "unit $i"
-    t0=$(now); reconcile container -q; t1=$(now); reused+=("$(ms "$t0" "$t1")")
-done
-echo "container deploy to healthy, new image:    $(printf '%s\n' "${fresh[@]}" | median) ms"
-echo "container deploy to healthy, image reused: $(printf '%s\n' "${reused[@]}" | median) ms"
+# Deploy to healthy on host $1 ($2 names it): rounds of a commit changing
+# the app's source, then one changing only the unit (restart_sec).
+deploys() {
+    local host=$1 fresh=() unit=() i t0 t1
+    reconcile "$host" -q
+    for i in $(seq "$rounds"); do
+        echo "# $host $i" >>"$repo/app/microblog/server.py"
+        commit "$host source $i"
+        t0=$(now); reconcile "$host" -q; t1=$(now); fresh+=("$(ms "$t0" "$t1")")
+        sed -i "s/restart_sec: [0-9]*/restart_sec: $((5 + i))/" "$repo/hosts/$host.yaml"
+        commit "$host unit $i"
+        t0=$(now); reconcile "$host" -q; t1=$(now); unit+=("$(ms "$t0" "$t1")")
+    done
+    printf '%-42s %s ms\n' "$2 deploy to healthy, source changed:" "$(printf '%s\n' "${fresh[@]}" | median)"
+    printf '%-42s %s ms\n' "$2 deploy to healthy, unit changed:" "$(printf '%s\n' "${unit[@]}" | median)"
+}
+deploys container container
 podman rm --force --ignore plumb-microblog >/dev/null
 
 # The same two kinds of commit for the plain service (the example's own
@@ -128,18 +133,7 @@ apps:
         timeout: 60
 EOF
 commit plain
-reconcile plain -q
-fresh=() reused=()
-for i in $(seq "$rounds"); do
-    echo "# plain $i" >>"$repo/app/microblog/server.py"
-    commit "plain source $i"
-    t0=$(now); reconcile plain -q; t1=$(now); fresh+=("$(ms "$t0" "$t1")")
-    sed -i "s/restart_sec: [0-9]*/restart_sec: $((5 + i))/" "$repo/hosts/plain.yaml"
-    commit "plain unit $i"
-    t0=$(now); reconcile plain -q; t1=$(now); reused+=("$(ms "$t0" "$t1")")
-done
-echo "plain deploy to healthy, source changed:   $(printf '%s\n' "${fresh[@]}" | median) ms"
-echo "plain deploy to healthy, unit changed:     $(printf '%s\n' "${reused[@]}" | median) ms"
+deploys plain "plain service"
 sh tests/podman/systemctl.sh "$root" stop microblog.service
 
 # 3. Publishing the built site: a local directory, then over ssh.

@@ -66,13 +66,7 @@ impl Files for RealFiles {
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(self.real(path))?;
         let mut hash = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match file.read(&mut buf)? {
-                0 => break,
-                n => hash.update(&buf[..n]),
-            }
-        }
+        feed(&mut file, &mut |piece| hash.update(piece))?;
         Ok(hex::encode(hash.finalize()))
     }
 
@@ -85,13 +79,7 @@ impl Files for RealFiles {
         let size = file.metadata()?.len();
         let mut hash = Sha1::new();
         hash.update(format!("blob {size}\0").as_bytes());
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match file.read(&mut buf)? {
-                0 => break,
-                n => hash.update(&buf[..n]),
-            }
-        }
+        feed(&mut file, &mut |piece| hash.update(piece))?;
         Ok(hex::encode(hash.finalize()))
     }
 
@@ -238,5 +226,16 @@ fn split(path: &Path) -> io::Result<(&Path, &std::ffi::OsStr)> {
             "{} has no parent",
             path.display()
         ))),
+    }
+}
+
+/// Read `file` to its end in pieces, handing each to `take`.
+fn feed(file: &mut fs::File, take: &mut dyn FnMut(&[u8])) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match file.read(&mut buf)? {
+            0 => return Ok(()),
+            n => take(&buf[..n]),
+        }
     }
 }

@@ -73,15 +73,25 @@ impl Field<'_> {
     }
 }
 
-/// A POSIX user or group name a system account can have, never root.
-pub fn account_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
+/// An environment variable or build argument name.
+fn variable_name(key: &str) -> bool {
+    key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The shape of a POSIX user or group name.
+fn posix_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 32
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
-    if !valid {
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+}
+
+/// A POSIX user or group name a system account can have, never root.
+pub fn account_name(name: &str) -> Result<(), String> {
+    if !posix_name(name) {
         return Err(format!(
             "{name:?} is not a valid user or group name (a-z, 0-9, _ and -, starting with a letter or _, at most 32)"
         ));
@@ -278,9 +288,7 @@ fn check_service(f: &Field, s: &Service, container: bool) -> Result<(), InvalidE
         f.path("service.working_directory", dir)?;
     }
     for (key, value) in &s.environment {
-        let valid = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !variable_name(key) {
             return Err(f.fail(
                 "service.environment",
                 format!("{key:?} is not a variable name (letters, digits and _, not starting with a digit)"),
@@ -325,13 +333,7 @@ pub fn ssh_target(text: &str) -> Result<(String, String, String), String> {
     let (host, path) = rest
         .split_once(':')
         .ok_or_else(|| format!("{text:?} is not user@host:/path"))?;
-    let user_ok = !user.is_empty()
-        && user.len() <= 32
-        && user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && user
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
-    if !user_ok {
+    if !posix_name(user) {
         return Err(format!("{user:?} is not a user name"));
     }
     if !host_name(host) && host.parse::<IpAddr>().is_err() {
@@ -423,9 +425,7 @@ fn check_container(f: &Field, app: &App, c: &Container) -> Result<(), InvalidErr
         ));
     }
     for (key, value) in &c.build_args {
-        let valid = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !variable_name(key) {
             return Err(f.fail(
                 "container.build_args",
                 format!("{key:?} is not a build argument name (letters, digits and _)"),

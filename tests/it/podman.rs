@@ -292,4 +292,15 @@ fn a_container_app_is_built_once_run_confined_health_checked_rolled_back_and_pru
         "{}",
         status.stdout
     );
+    // Drift: a container that is gone is named as such.
+    podman(&["rm", "--force", CONTAINER]);
+    let status = sandbox.plumb(&["status"]).ok();
+    assert!(
+        status.stdout.contains(&format!(
+            "container: microblog is not running (its release names {})",
+            current_image(&sandbox)
+        )),
+        "{}",
+        status.stdout
+    );
 }

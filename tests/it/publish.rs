@@ -173,7 +173,7 @@ fn publishing_over_ssh_is_reported_when_it_fails_retried_and_follows_a_rollback(
     let d = sshd.dir.path().display();
     let config = |allowed: &Path| {
         format!(
-            "ssh: {{key_file: {d}/client_key, known_hosts: {d}/known_hosts}}\nallow_publish: [\"{user}@127.0.0.1:{}\"]",
+            "ssh: {{key_file: {d}/client_key, known_hosts: {d}/known_hosts}}\nallow_publish: [\"{user}@127.0.0.1:{}\"]\nmetrics_file: /var/lib/node_exporter/plumb.prom",
             allowed.display()
         )
     };
@@ -213,10 +213,18 @@ fn publishing_over_ssh_is_reported_when_it_fails_retried_and_follows_a_rollback(
         status.stdout
     );
     assert!(status.stdout.contains("failed"), "{}", status.stdout);
+    let metrics = || fs::read_to_string(sandbox.path("/var/lib/node_exporter/plumb.prom")).unwrap();
+    let gauge = format!(
+        "plumb_publish_ok{{app=\"microblog\",target=\"ssh://{user}@127.0.0.1:{}{}\"}}",
+        sshd.port,
+        dir.display()
+    );
+    assert!(metrics().contains(&format!("{gauge} 0")), "{}", metrics());
 
     // The host key pinned right: the next (up-to-date) run publishes.
     sshd.host_config("host_key");
     sandbox.reconcile(&repo).ok();
+    assert!(metrics().contains(&format!("{gauge} 1")), "{}", metrics());
     assert_eq!(served(&dir), format!("releases/{live}"));
     assert_eq!(
         fs::read_to_string(dir.join("current/version.txt")).unwrap(),

@@ -7,6 +7,7 @@
 //! `commands` or `daemon`.
 
 pub mod appdir;
+pub mod check;
 pub mod executor;
 pub mod images;
 pub mod journal;

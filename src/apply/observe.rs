@@ -8,15 +8,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
 use std::path::Path;
 
+use super::check;
 use crate::host::{Host, Kind, UnitState};
 use crate::plan::observed::{Observed, PathState};
 use crate::plan::release::{FileEntry, ReleaseInfo};
 use crate::plan::state::{DeployedRef, State};
+use crate::render::desired::TlsPending;
 use crate::spec::layout::Layout;
 
 /// How hard to look for files changed by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
+    /// An up-to-date run: the check index and a slice of the files
+    /// (`apply::check`), or the quick check when the index does not answer.
+    Sampled,
     /// Hash only files whose stat changed since they were written.
     Quick,
     /// Hash every file.
@@ -83,16 +88,31 @@ pub fn observe(
     let current = current(host, layout);
     let mut paths = BTreeMap::new();
     let mut link_targets = BTreeMap::new();
-    for path in target.managed().chain(state.owned.iter().cloned()) {
+    // Owned links in a directory unchanged since a check read them are as
+    // they were then: not read again (`apply::check`).
+    let trusted = state
+        .deployed
+        .as_ref()
+        .map(|d| check::intact_link_dirs(host, layout, &d.release))
+        .unwrap_or_default();
+    for path in state.owned.iter().cloned().chain(target.managed()) {
         if paths.contains_key(&path) {
-            continue; // desired and owned: looked at once
+            continue; // owned and desired: looked at once
         }
-        let seen = match files.read_link(&path) {
-            Ok(target) => PathState::Link(target),
-            Err(e) if e.kind() == ErrorKind::NotFound => PathState::Missing,
-            Err(_) => PathState::Other,
+        let expected = files.real(&layout.link_target(&path));
+        let known = !trusted.is_empty()
+            && path.parent().is_some_and(|dir| trusted.contains(dir))
+            && state.owned.contains(&path);
+        let seen = if known {
+            PathState::Link(expected.clone())
+        } else {
+            match files.read_link(&path) {
+                Ok(target) => PathState::Link(target),
+                Err(e) if e.kind() == ErrorKind::NotFound => PathState::Missing,
+                Err(_) => PathState::Other,
+            }
         };
-        link_targets.insert(path.clone(), files.real(&layout.link_target(&path)));
+        link_targets.insert(path.clone(), expected);
         paths.insert(path, seen);
     }
     let tampered = current
@@ -151,6 +171,16 @@ pub fn detect(host: &dyn Host, layout: &Layout, state: &State, depth: Depth) -> 
         });
         return found;
     }
+    if depth == Depth::Sampled
+        && let Some(summary) = check::accept(host, layout, &deployed.release)
+    {
+        found.extend(live(host, &summary));
+        return found;
+    }
+    let began = check::coarse_now();
+    let link_dirs = (depth == Depth::Sampled)
+        .then(|| check::stamp_link_dirs(host, state, began))
+        .flatten();
     for path in &state.owned {
         if files.read_link(path).ok() != Some(files.real(&layout.link_target(path))) {
             found.push(Drift::Link {
@@ -164,25 +194,44 @@ pub fn detect(host: &dyn Host, layout: &Layout, state: &State, depth: Depth) -> 
         });
         return found;
     };
-    for path in tampered(host, layout, &info, depth) {
+    let quick = if depth == Depth::Full {
+        depth
+    } else {
+        Depth::Quick
+    };
+    for path in tampered(host, layout, &info, quick) {
         found.push(Drift::Modified { path });
     }
-    if !super::secrets::present(host, &info.id, &info.secrets) {
+    if found.is_empty()
+        && let Some(link_dirs) = link_dirs
+        && let Err(e) = check::write(host, layout, &info, link_dirs)
+    {
+        tracing::warn!("cannot write the check index {}: {e}", check::INDEX);
+    }
+    found.extend(live(host, &check::Summary::of(&info)));
+    found
+}
+
+/// What can differ while every file is intact: the secrets on tmpfs, the
+/// units' states, certificates that arrived.
+fn live(host: &dyn Host, summary: &check::Summary) -> Vec<Drift> {
+    let mut found = Vec::new();
+    if !super::secrets::present(host, &summary.release, &summary.secrets) {
         found.push(Drift::Secrets {
-            release: info.id.clone(),
+            release: summary.release.clone(),
         });
     }
-    let (inactive, failed) = unit_states(host, &info.units);
+    let (inactive, failed) = unit_states(host, &summary.units);
     found.extend(inactive.into_iter().map(|unit| Drift::Inactive { unit }));
     found.extend(failed.into_iter().map(|unit| Drift::Failed { unit }));
-    found.extend(tls_ready(host, &info));
+    found.extend(tls_ready(host, &summary.tls_pending));
     found
 }
 
 /// Sites of the release waiting for a certificate that now exists.
-fn tls_ready(host: &dyn Host, info: &ReleaseInfo) -> Vec<Drift> {
+fn tls_ready(host: &dyn Host, pending: &[TlsPending]) -> Vec<Drift> {
     let files = host.files();
-    info.tls_pending
+    pending
         .iter()
         .filter(|t| {
             [&t.certificate, &t.key]

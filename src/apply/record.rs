@@ -173,11 +173,8 @@ impl LastRun {
                 .create_dir_all(dir)
                 .map_err(ApplyError::io("create", dir))?;
         }
-        let tmp = path.with_file_name(".last-run.json.tmp");
-        let _ = files.remove_file(&tmp);
         files
-            .write_new(&tmp, &bytes, 0o600)
-            .and_then(|_| files.rename(&tmp, path))
+            .replace(path, &bytes, 0o600)
             .map_err(ApplyError::io("write", path))
     }
 

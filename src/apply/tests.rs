@@ -7,8 +7,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use super::check;
 use super::journal::{self, Resume};
-use super::observe::{self, Depth};
+use super::observe::{self, Depth, Drift};
 use super::record::StateStore;
 use super::release::{self, Source};
 use super::{Executor, Failure};
@@ -452,5 +453,83 @@ fn a_rollback_plan_switches_to_an_existing_release_without_building() {
     assert!(
         !host.calls().iter().any(|c| c.starts_with("Build")),
         "nothing built"
+    );
+}
+
+#[test]
+fn the_check_index_answers_only_while_what_it_recorded_is_unchanged() {
+    let host = host();
+    let layout = layout();
+    deploy(&host, &desired("c1", "a: 1\n")).unwrap().unwrap();
+    let state = store(&host).state;
+    let release = state.deployed.as_ref().unwrap().release.clone();
+    let sampled = || observe::detect(&host, &layout, &state, Depth::Sampled);
+    assert!(
+        check::accept(&host, &layout, &release).is_none(),
+        "no index yet"
+    );
+    assert!(sampled().is_empty(), "a full check, which writes the index");
+    assert!(check::accept(&host, &layout, &release).is_some());
+
+    // A link pointed elsewhere by hand: its directory changed.
+    let files = host.files();
+    files.remove_link(Path::new(CONF)).unwrap();
+    files
+        .symlink(Path::new("/srv/other"), Path::new(CONF))
+        .unwrap();
+    assert!(check::accept(&host, &layout, &release).is_none());
+    assert_eq!(sampled(), [Drift::Link { path: CONF.into() }]);
+    files.remove_link(Path::new(CONF)).unwrap();
+    files
+        .symlink(&layout.link_target(Path::new(CONF)), Path::new(CONF))
+        .unwrap();
+    assert!(sampled().is_empty());
+    assert!(check::accept(&host, &layout, &release).is_some());
+
+    // A release file replaced by hand: the slice sees it.
+    let key = format!("files{CONF}");
+    let file = layout.release_file(&release, &key);
+    files.remove_file(&file).unwrap();
+    files.write_new(&file, b"a: 2\n", 0o644).unwrap();
+    assert!(check::accept(&host, &layout, &release).is_none());
+    assert_eq!(sampled(), [Drift::Modified { path: key }]);
+}
+
+#[test]
+fn the_check_index_looks_at_a_rotating_slice_of_a_large_release() {
+    let host = host();
+    let layout = layout();
+    let mut d = desired("c1", "a: 1\n");
+    let count = check::SLICE + 100;
+    for i in 0..count {
+        d.files.insert(
+            PathBuf::from(format!("/etc/many/f{i:04}.conf")),
+            crate::render::desired::DesiredFile {
+                bytes: format!("{i}\n").into_bytes(),
+                mode: 0o644,
+                origin: "test".into(),
+            },
+        );
+    }
+    deploy(&host, &d).unwrap().unwrap();
+    let state = store(&host).state;
+    let release = state.deployed.as_ref().unwrap().release.clone();
+    assert!(observe::detect(&host, &layout, &state, Depth::Sampled).is_empty());
+    // The last file in the index order, beyond the first slice.
+    let key = format!("files/etc/many/f{:04}.conf", count - 1);
+    let file = layout.release_file(&release, &key);
+    host.files().remove_file(&file).unwrap();
+    host.files().write_new(&file, b"edited\n", 0o644).unwrap();
+    assert!(
+        check::accept(&host, &layout, &release).is_some(),
+        "the first slice does not reach it"
+    );
+    assert!(
+        check::accept(&host, &layout, &release).is_none(),
+        "the second one does"
+    );
+    assert_eq!(
+        observe::detect(&host, &layout, &state, Depth::Sampled),
+        [Drift::Modified { path: key }]
     );
 }

@@ -114,7 +114,7 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
             .deployed
             .as_ref()
             .is_some_and(|d| d.commit == commit && d.fingerprint == fingerprint);
-        if on_commit && observe::detect(host, layout, &store.state, Depth::Quick).is_empty() {
+        if on_commit && observe::detect(host, layout, &store.state, Depth::Sampled).is_empty() {
             ui::line(format_args!("up to date at {}", short(&commit)));
             return publish(settings, host, options);
         }
@@ -278,7 +278,7 @@ fn repair_current(
     options: &Options,
 ) -> Result<(), Error> {
     let layout = &settings.layout;
-    if observe::detect(host, layout, &store.state, Depth::Quick).is_empty() {
+    if observe::detect(host, layout, &store.state, Depth::Sampled).is_empty() {
         return Ok(());
     }
     let Some(info) = observe::current(host, layout) else {

@@ -29,9 +29,30 @@ fn stat_of(meta: &fs::Metadata) -> Stat {
         kind,
         size: meta.size(),
         mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
         ino: meta.ino(),
         mode: meta.mode() & 0o7777,
         uid: meta.uid(),
+    }
+}
+
+/// `Stat` from a raw `stat` buffer (`fstatat`).
+fn raw_stat(st: &nix::sys::stat::FileStat) -> Stat {
+    use nix::libc::{S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+    let kind = match st.st_mode & S_IFMT {
+        S_IFLNK => Kind::Symlink,
+        S_IFDIR => Kind::Dir,
+        S_IFREG => Kind::File,
+        _ => Kind::Other,
+    };
+    Stat {
+        kind,
+        size: st.st_size as u64,
+        mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
+        ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec,
+        ino: st.st_ino,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
     }
 }
 
@@ -42,6 +63,27 @@ impl Files for RealFiles {
 
     fn stat(&self, path: &Path) -> io::Result<Stat> {
         fs::symlink_metadata(self.real(path)).map(|m| stat_of(&m))
+    }
+
+    fn stat_under(&self, dir: &Path, names: &[&str]) -> Vec<io::Result<Stat>> {
+        use nix::fcntl::{OFlag, open};
+        use nix::sys::stat::{Mode, fstatat};
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let dir = match open(&self.real(dir), flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(e) => return names.iter().map(|_| Err(io::Error::from(e))).collect(),
+        };
+        let nofollow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+        names
+            .iter()
+            .map(|name| {
+                if Path::new(name).is_absolute() {
+                    return Err(io::Error::other(format!("{name}: not relative")));
+                }
+                let st = fstatat(&dir, *name, nofollow).map_err(io::Error::from)?;
+                Ok(raw_stat(&st))
+            })
+            .collect()
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {

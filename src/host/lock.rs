@@ -2,8 +2,8 @@
 //! whole run, with the holder's pid written inside for the error message.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::LockError;
@@ -47,8 +47,12 @@ pub fn acquire(path: &Path, wait: bool) -> Result<RunLock, LockError> {
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
     }
-    file.set_len(0).map_err(io)?;
-    file.rewind().map_err(io)?;
-    write!(file, "{}", std::process::id()).map_err(io)?;
+    // The pid, padded to a fixed width and written in place: truncating
+    // first would make ext4 flush the file at close, on every run.
+    let pid = format!("{:<10}\n", std::process::id());
+    file.write_all_at(pid.as_bytes(), 0).map_err(io)?;
+    if file.metadata().map_err(io)?.len() > pid.len() as u64 {
+        file.set_len(pid.len() as u64).map_err(io)?;
+    }
     Ok(RunLock { _file: file })
 }

@@ -332,13 +332,39 @@ impl Host for MemoryHost {
     }
 }
 
+impl MemoryHost {
+    /// A directory's ctime, made of its entries (name, kind, link target):
+    /// it moves whenever an entry is added, removed or replaced, as a real
+    /// one does. Within the epoch's first second, so always in the past.
+    fn dir_ctime(&self, dir: &Path) -> i64 {
+        use std::hash::{Hash, Hasher};
+        let mem = self.mem.borrow();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for (path, node) in mem.nodes.range(dir.to_path_buf()..) {
+            if !path.starts_with(dir) {
+                break;
+            }
+            if path.parent() != Some(dir) {
+                continue;
+            }
+            path.hash(&mut hasher);
+            match node {
+                Node::File { ino, .. } => (0, *ino).hash(&mut hasher),
+                Node::Dir { .. } => 1.hash(&mut hasher),
+                Node::Link(target) => target.hash(&mut hasher),
+            }
+        }
+        (hasher.finish() % 999_999_999) as i64 + 1
+    }
+}
+
 impl Files for MemoryHost {
     fn root(&self) -> &Path {
         Path::new("/")
     }
 
     fn stat(&self, path: &Path) -> io::Result<Stat> {
-        let (_, node) = self.node(path, false)?;
+        let (at, node) = self.node(path, false)?;
         Ok(match node {
             Node::File {
                 bytes,
@@ -350,6 +376,7 @@ impl Files for MemoryHost {
                 kind: Kind::File,
                 size: bytes.len() as u64,
                 mtime_ns: mtime,
+                ctime_ns: mtime,
                 ino,
                 mode,
                 uid,
@@ -358,6 +385,7 @@ impl Files for MemoryHost {
                 kind: Kind::Dir,
                 size: 0,
                 mtime_ns: 0,
+                ctime_ns: self.dir_ctime(&at),
                 ino: 0,
                 mode,
                 uid,
@@ -366,6 +394,7 @@ impl Files for MemoryHost {
                 kind: Kind::Symlink,
                 size: target.as_os_str().len() as u64,
                 mtime_ns: 0,
+                ctime_ns: 0,
                 ino: 0,
                 mode: 0o777,
                 uid: 0,

@@ -53,6 +53,9 @@ pub struct Stat {
     pub size: u64,
     /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i64,
+    /// Status change time, nanoseconds since the epoch: for a directory,
+    /// it moves whenever an entry is added, removed or renamed.
+    pub ctime_ns: i64,
     pub ino: u64,
     /// Permission bits (`0o7777`).
     pub mode: u32,
@@ -80,6 +83,14 @@ pub trait Files {
 
     /// `lstat(2)`.
     fn stat(&self, path: &Path) -> io::Result<Stat>;
+    /// `lstat(2)` of many paths relative to one directory (`names` may hold
+    /// `/`), with one path walk to the directory instead of one per name.
+    fn stat_under(&self, dir: &Path, names: &[&str]) -> Vec<io::Result<Stat>> {
+        names
+            .iter()
+            .map(|name| self.stat(&dir.join(name)))
+            .collect()
+    }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     fn read_link(&self, path: &Path) -> io::Result<PathBuf>;
     /// Names of the entries of a directory, sorted.
@@ -121,6 +132,16 @@ pub trait Files {
         self.sync(&tmp)?;
         self.rename(&tmp, path)?;
         self.sync(path.parent().unwrap_or(Path::new("/")))
+    }
+    /// Replace `path` with `bytes` through a rename, without fsync: readers
+    /// see the old or the new bytes, a crash may lose both (caches and
+    /// informational files only).
+    fn replace(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = path.with_file_name(format!(".{name}.tmp"));
+        let _ = self.remove_file(&tmp);
+        self.write_new(&tmp, bytes, mode)?;
+        self.rename(&tmp, path)
     }
     /// Point the link at `path` to `target` atomically (a temporary link
     /// renamed over it), creating missing directories. No directory on the

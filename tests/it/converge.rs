@@ -290,6 +290,16 @@ fn drift_is_repaired_and_reported() {
     let repo = GitRepo::example_minimal();
     sandbox.reconcile(&repo).ok();
     let v1 = sandbox.current_release();
+    // Each drift below comes after an up-to-date run, which leaves the
+    // check index: the next run trusts it only as far as nothing changed.
+    let index = sandbox.path("/run/plumb/check.idx");
+    let up_to_date = |why: &str| {
+        let _ = fs::remove_file(&index);
+        let run = sandbox.reconcile(&repo).ok();
+        assert!(run.stdout.contains("up to date"), "{why}: {}", run.stdout);
+        assert!(index.exists(), "{why}: no check index written");
+    };
+    up_to_date("after the deploy");
 
     // A removed link comes back; nothing restarts for it.
     fs::remove_file(sandbox.path("/etc/microblog/config.yaml")).unwrap();
@@ -305,6 +315,7 @@ fn drift_is_repaired_and_reported() {
 
     // A release file edited in place: a fresh release from the same commit,
     // and the unit that depends on it restarts.
+    up_to_date("after the relink");
     let release_file = sandbox
         .state_dir()
         .join("current/files/etc/systemd/system/microblog.service");
@@ -331,6 +342,7 @@ fn drift_is_repaired_and_reported() {
     );
 
     // A unit that should run but does not is started.
+    up_to_date("after the new release");
     sandbox.stop_unit("microblog.service");
     sandbox.clear_services();
     let run = sandbox.reconcile(&repo).ok();

@@ -65,7 +65,7 @@ fn a_run_that_holds_the_lock_refuses_a_second_run_naming_its_pid() {
         .unwrap();
     let lock = sandbox.path("/run/plumb/lock");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while fs::read_to_string(&lock).unwrap_or_default() != first.id().to_string() {
+    while fs::read_to_string(&lock).unwrap_or_default().trim() != first.id().to_string() {
         assert!(
             std::time::Instant::now() < deadline,
             "the first run never took the lock"

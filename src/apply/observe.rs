@@ -4,9 +4,9 @@
 //! are what they were when the release was written and hashes only the
 //! others; the full check (`plumb status --verify`) hashes every file.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::check;
 use crate::host::{Host, Kind, UnitState};
@@ -86,8 +86,8 @@ pub fn observe(
 ) -> Observed {
     let files = host.files();
     let current = current(host, layout);
-    let mut paths = BTreeMap::new();
-    let mut link_targets = BTreeMap::new();
+    let mut paths = HashMap::new();
+    let mut link_targets = HashMap::new();
     // Owned links in a directory unchanged since a check read them are as
     // they were then: not read again (`apply::check`).
     let trusted = state
@@ -95,14 +95,12 @@ pub fn observe(
         .as_ref()
         .map(|d| check::intact_link_dirs(host, layout, &d.release))
         .unwrap_or_default();
-    for path in state.owned.iter().cloned().chain(target.managed()) {
+    let mut look = |path: PathBuf, owned: bool| {
         if paths.contains_key(&path) {
-            continue; // owned and desired: looked at once
+            return; // owned and desired: looked at once
         }
         let expected = files.real(&layout.link_target(&path));
-        let known = !trusted.is_empty()
-            && path.parent().is_some_and(|dir| trusted.contains(dir))
-            && state.owned.contains(&path);
+        let known = owned && path.parent().is_some_and(|dir| trusted.contains(dir));
         let seen = if known {
             PathState::Link(expected.clone())
         } else {
@@ -114,6 +112,12 @@ pub fn observe(
         };
         link_targets.insert(path.clone(), expected);
         paths.insert(path, seen);
+    };
+    for path in &state.owned {
+        look(path.clone(), true);
+    }
+    for path in target.managed() {
+        look(path, false);
     }
     let tampered = current
         .as_ref()

@@ -1,7 +1,7 @@
 //! The host as plumb found it: what the planner needs to know, gathered by
 //! `apply::observe` and handed in as data.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use super::release::ReleaseInfo;
@@ -26,10 +26,11 @@ pub struct Observed {
     pub deployed: Option<DeployedRef>,
     /// Paths recorded as owned in `state.json`.
     pub owned: BTreeSet<PathBuf>,
-    /// What is at every desired or owned path.
-    pub paths: BTreeMap<PathBuf, PathState>,
+    /// What is at every desired or owned path (hashed: looked up once or
+    /// twice per managed file, never walked in order).
+    pub paths: HashMap<PathBuf, PathState>,
     /// The literal link target each desired or owned path must have.
-    pub link_targets: BTreeMap<PathBuf, PathBuf>,
+    pub link_targets: HashMap<PathBuf, PathBuf>,
     /// Files of the current release whose bytes no longer match its manifest.
     pub tampered: BTreeSet<String>,
     /// Units of the current release that should run but do not.

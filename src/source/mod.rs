@@ -278,6 +278,55 @@ impl Mirror {
         Ok(())
     }
 
+    /// The first fetch from a local repository: its packs are indexed into
+    /// the empty mirror as they are (the indexer checks every object and
+    /// computes its id), and objects it keeps loose are copied one by one;
+    /// the fetch that follows finds every object present and transfers
+    /// nothing. libgit2's local transport would instead inflate, compare
+    /// for deltas and deflate every object again (docs/decisions.md). Not
+    /// for a repository that borrows objects (alternates) or is shallow:
+    /// the transport fetches those. A failure leaves the transport to it.
+    fn seed(&self, source: &Path) -> Result<(), git2::Error> {
+        let packs = self.path.join("objects/pack");
+        let empty = |dir: &Path| std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
+        if self.repo.references()?.next().is_some() || !empty(&packs) {
+            return Ok(());
+        }
+        let source = Repository::open(source)?;
+        let objects = source.path().join("objects");
+        if source.is_shallow() || objects.join("info/alternates").exists() {
+            return Ok(());
+        }
+        let odb = self.repo.odb()?;
+        let io = |e: std::io::Error| git2::Error::from_str(&e.to_string());
+        let mut names: Vec<PathBuf> = std::fs::read_dir(objects.join("pack"))
+            .map_err(io)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+            .collect();
+        names.sort();
+        for pack in names {
+            let mut indexer = git2::Indexer::new(Some(&odb), &packs, 0o444, false)?;
+            let mut file = std::fs::File::open(&pack).map_err(io)?;
+            std::io::copy(&mut file, &mut indexer).map_err(io)?;
+            indexer.commit()?;
+        }
+        let theirs = source.odb()?;
+        let mut loose = Vec::new();
+        theirs.foreach(|id| {
+            if !odb.exists(*id) {
+                loose.push(*id);
+            }
+            true
+        })?;
+        for id in loose {
+            let object = theirs.read(id)?;
+            odb.write(object.kind(), object.data())?;
+        }
+        Ok(())
+    }
+
     /// Fetch `refspecs` from `remote`, checking ssh host keys against
     /// known_hosts; returns the refs the remote advertised.
     fn fetch_refspecs(
@@ -296,6 +345,11 @@ impl Mirror {
                     path.display()
                 ),
             });
+        }
+        if let Some(path) = local_path(&url)
+            && let Err(e) = self.seed(&path)
+        {
+            tracing::warn!("cannot copy the objects of {}: {e}", path.display());
         }
         let rejection: RefCell<Option<FetchError>> = RefCell::new(None);
         let mut callbacks = RemoteCallbacks::new();

@@ -182,6 +182,60 @@ fn the_default_known_hosts_is_read_and_a_missing_key_file_is_named() {
     run("client_key").ok();
 }
 
+/// The names of the packs in a git object directory.
+fn pack_names(objects: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(objects.join("pack"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pack"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_first_fetch_from_a_local_repo_takes_its_packs_as_they_are() {
+    let repo = GitRepo::example_minimal();
+    repo.git(&["gc", "-q"]);
+    let packed = pack_names(&repo.path().join(".git/objects"));
+    assert_eq!(packed.len(), 1, "{packed:?}");
+    // And a commit on top whose objects are loose.
+    let head = repo.write("notes.txt", "loose\n").commit("loose");
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    let mirror = sandbox.state_dir().join("repo.git");
+    let mirrored = pack_names(&mirror.join("objects"));
+    assert!(
+        mirrored.contains(&packed[0]),
+        "the source's pack is indexed as it is: {mirrored:?}"
+    );
+    let fsck = Command::new("git")
+        .arg("--git-dir")
+        .arg(&mirror)
+        .args(["fsck", "--no-dangling", &head])
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    assert!(sandbox.reconcile(&repo).ok().stdout.contains("up to date"));
+
+    // A clone that borrows its objects (alternates) is left to the transport.
+    let shared = TempDir::new().unwrap();
+    sh(Command::new("git")
+        .args(["clone", "-q", "--shared"])
+        .arg(repo.path())
+        .arg(shared.path()));
+    let other = Sandbox::new();
+    let url = shared.path().display().to_string();
+    other.plumb(&["reconcile", "--once", "--repo", &url]).ok();
+    let fetched = pack_names(&other.state_dir().join("repo.git/objects"));
+    assert_eq!(fetched.len(), 1, "{fetched:?}");
+    assert_ne!(fetched[0], packed[0], "a pack the transport wrote");
+}
+
 #[test]
 fn the_mirror_is_repacked_as_deploys_pile_up_packs() {
     let repo = GitRepo::example_minimal();
@@ -198,6 +252,7 @@ fn the_mirror_is_repacked_as_deploys_pile_up_packs() {
             })
             .count()
     };
+    repo.git(&["gc", "-q"]);
     sandbox.reconcile(&repo).ok();
     // The first fetch's pack holds the whole history: it is never rewritten.
     let first: Vec<_> = fs::read_dir(sandbox.state_dir().join("repo.git/objects/pack"))

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::release::Source;
 use crate::error::ApplyError;
 use crate::host::{Account, Host, Job, JobKind, Kind};
-use crate::plan::release::{FileEntry, FileStat};
+use crate::plan::release::{FileEntry, FileStat, ReleaseInfo};
 use crate::render::desired::AppBuild;
 use crate::spec::layout::Layout;
 
@@ -28,17 +28,20 @@ pub fn complete(
     for (app, build) in &source.desired.builds {
         let dir = tmp.join("app").join(app);
         let prefix = format!("app/{app}/");
-        let reusable = source
-            .previous
-            .filter(|p| p.builds.get(app) == Some(&build.key))
-            .filter(|_| !source.tampered.iter().any(|k| k.starts_with(&prefix)));
         let files = host.files();
-        match reusable {
+        match reused_build(source, app) {
             Some(prev) => {
-                // Same source, steps and user: the previous build, hard-linked.
+                // Same source, steps and user: the previous build, hard-linked
+                // (`release::build` wrote none of the app's sources).
+                if files.stat(&dir).is_ok() {
+                    files
+                        .remove_dir_all(&dir)
+                        .map_err(ApplyError::io("remove", &dir))?;
+                }
+                let parent = tmp.join("app");
                 files
-                    .remove_dir_all(&dir)
-                    .map_err(ApplyError::io("remove", &dir))?;
+                    .create_dir_all(&parent)
+                    .map_err(ApplyError::io("create", &parent))?;
                 let from = layout.release(&prev.id).join("app").join(app);
                 files
                     .copy_tree(&from, &dir, true)
@@ -73,6 +76,17 @@ pub fn complete(
         }
     }
     Ok(outputs)
+}
+
+/// The release whose build of `app` this one reuses: the current one, when
+/// it built the same key and none of its files of the app were changed.
+pub fn reused_build<'a>(source: &Source<'a>, app: &str) -> Option<&'a ReleaseInfo> {
+    let build = source.desired.builds.get(app)?;
+    let prefix = format!("app/{app}/");
+    source
+        .previous
+        .filter(|p| p.builds.get(app) == Some(&build.key))
+        .filter(|_| !source.tampered.iter().any(|k| k.starts_with(&prefix)))
 }
 
 /// The host's fault: the app's user cannot reach its own release.

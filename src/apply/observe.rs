@@ -119,9 +119,9 @@ pub fn observe(
     for path in target.managed() {
         look(path, false);
     }
-    let tampered = current
+    let inspection = current
         .as_ref()
-        .map(|info| tampered(host, layout, info, depth))
+        .map(|info| inspect(host, layout, info, depth))
         .unwrap_or_default();
     let (inactive, failed) = current
         .as_ref()
@@ -137,7 +137,8 @@ pub fn observe(
         owned: state.owned.clone(),
         paths,
         link_targets,
-        tampered,
+        tampered: inspection.tampered,
+        restat: inspection.restat,
         inactive,
         failed,
     }
@@ -256,32 +257,66 @@ pub fn tampered(
     info: &ReleaseInfo,
     depth: Depth,
 ) -> BTreeSet<String> {
-    info.manifest
-        .iter()
-        .chain(&info.outputs)
-        .filter(|(key, entry)| !intact(host, &layout.release_file(&info.id, key), entry, depth))
-        .map(|(key, _)| key.clone())
-        .collect()
+    inspect(host, layout, info, depth).tampered
 }
 
-fn intact(host: &dyn Host, path: &Path, entry: &FileEntry, depth: Depth) -> bool {
-    let files = host.files();
-    let Ok(stat) = files.stat(path) else {
-        return false;
-    };
-    if stat.kind != Kind::File {
-        return false;
+/// The files of a release as found on disk.
+#[derive(Debug, Default)]
+pub struct Inspection {
+    /// Missing, or with other bytes or mode than the manifest says.
+    pub tampered: BTreeSet<String>,
+    /// Intact, but found so by their bytes: their stat is no longer the
+    /// one recorded (touched), so a link to them takes a fresh one.
+    pub restat: BTreeSet<String>,
+}
+
+/// Look at every file of `info` (one `lstat` each, relative to the
+/// release directory; a hash where the stat differs, or everywhere at
+/// `Depth::Full`).
+pub fn inspect(host: &dyn Host, layout: &Layout, info: &ReleaseInfo, depth: Depth) -> Inspection {
+    let entries: Vec<(&String, &FileEntry)> = info.manifest.iter().chain(&info.outputs).collect();
+    let names: Vec<&str> = entries.iter().map(|(key, _)| key.as_str()).collect();
+    let stats = host.files().stat_under(&layout.release(&info.id), &names);
+    let mut found = Inspection::default();
+    for ((key, entry), stat) in entries.into_iter().zip(stats) {
+        let path = layout.release_file(&info.id, key);
+        match stat
+            .ok()
+            .and_then(|stat| intact(host, &path, entry, &stat, depth))
+        {
+            Some(true) => {}
+            Some(false) => {
+                found.restat.insert(key.clone());
+            }
+            None => {
+                found.tampered.insert(key.clone());
+            }
+        }
     }
-    if entry.mode != "built" && stat.mode != entry.bits() {
-        return false;
+    found
+}
+
+/// `Some(true)`: intact with the stat recorded; `Some(false)`: intact by
+/// its bytes; `None`: tampered.
+fn intact(
+    host: &dyn Host,
+    path: &Path,
+    entry: &FileEntry,
+    stat: &crate::host::Stat,
+    depth: Depth,
+) -> Option<bool> {
+    if stat.kind != Kind::File || (entry.mode != "built" && stat.mode != entry.bits()) {
+        return None;
     }
     let unchanged = entry
         .stat
         .is_some_and(|s| s.size == stat.size && s.mtime_ns == stat.mtime_ns && s.ino == stat.ino);
-    if depth == Depth::Quick && unchanged {
-        return true;
+    if depth != Depth::Full && unchanged {
+        return Some(true);
     }
-    files
+    let same = host
+        .files()
         .content_id(path, &entry.sha256)
-        .is_ok_and(|id| id == entry.sha256)
+        .is_ok_and(|id| id == entry.sha256);
+    same.then_some(unchanged)
 }

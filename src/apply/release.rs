@@ -66,6 +66,9 @@ pub struct Source<'a> {
     pub previous: Option<&'a ReleaseInfo>,
     /// Files of the previous release changed by hand: never reused.
     pub tampered: &'a BTreeSet<String>,
+    /// Files of the previous release intact but touched: reused, with a
+    /// fresh stat (the others keep theirs: a link has its file's stat).
+    pub restat: &'a BTreeSet<String>,
     /// How to read the commit's secrets.
     pub keys: &'a super::secrets::Keys,
 }
@@ -162,12 +165,18 @@ fn write_all(
                 .hard_link(&layout.release_file(&prev.id, &key), &full)
                 .is_ok()
         });
+        let recorded = reuse
+            .filter(|_| linked && !source.restat.contains(&key))
+            .and_then(|prev| prev.manifest.get(&key)?.stat);
         if !linked {
             files
                 .write_new(&full, &bytes()?, mode)
                 .map_err(ApplyError::io("write", &full))?;
         }
-        stat_into(files, &full, info.manifest.get_mut(&key));
+        match (recorded, info.manifest.get_mut(&key)) {
+            (Some(stat), Some(entry)) => entry.stat = Some(stat),
+            (_, entry) => stat_into(files, &full, entry),
+        }
         Ok::<(), ApplyError>(())
     };
     for (path, file) in &source.desired.files {
@@ -175,6 +184,9 @@ fn write_all(
         write(key, &|| Ok(file.bytes.clone()), file.mode, true)?;
     }
     for (app, sources) in &source.desired.apps {
+        if super::appdir::reused_build(source, app).is_some() {
+            continue; // `appdir::complete` links the previous build's tree
+        }
         let build = source.desired.builds.get(app);
         let shared: &[String] = build.map(|b| b.shared.as_slice()).unwrap_or_default();
         // A build writes its directory as the app's user: it gets fresh
@@ -201,6 +213,23 @@ fn write_all(
     }
     let completed = super::appdir::complete(host, layout, tmp, source)?;
     info.outputs = completed;
+    // The sources of a reused build are links to the previous release's:
+    // recorded with the stat they have there.
+    for app in source.desired.apps.keys() {
+        if super::appdir::reused_build(source, app).is_none() {
+            continue;
+        }
+        let prefix = format!("app/{app}/");
+        let keys: Vec<String> = info
+            .manifest
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            stat_into(files, &tmp.join(&key), info.manifest.get_mut(&key));
+        }
+    }
     for target in &source.desired.publish {
         super::publish::check_source(host, tmp, target)?;
     }

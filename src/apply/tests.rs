@@ -122,6 +122,7 @@ fn deploy(
             planned: &planned,
             previous: observed.current.as_ref(),
             tampered: &observed.tampered,
+            restat: &observed.restat,
             keys: &super::secrets::Keys::Placeholders,
         };
         Target {

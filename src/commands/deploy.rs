@@ -187,6 +187,7 @@ fn build(
             planned,
             previous: observed.current.as_ref(),
             tampered: &observed.tampered,
+            restat: &observed.restat,
             keys: &keys,
         };
         release::build(host, layout, &id, &source)

@@ -33,6 +33,9 @@ pub struct Observed {
     pub link_targets: HashMap<PathBuf, PathBuf>,
     /// Files of the current release whose bytes no longer match its manifest.
     pub tampered: BTreeSet<String>,
+    /// Files of the current release intact by their bytes but not with the
+    /// stat recorded for them (touched).
+    pub restat: BTreeSet<String>,
     /// Units of the current release that should run but do not.
     pub inactive: BTreeSet<String>,
     /// Units of the current release in the failed state.

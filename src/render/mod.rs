@@ -1,7 +1,7 @@
 //! Rendering: a deploy repo at one commit -> the desired state of this host.
 //! The only module that imports minijinja. Undefined variables are errors.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use minijinja::value::Serde;
@@ -65,6 +65,8 @@ pub fn render(
         roots,
         limits: *facts.limits,
         bytes: 0,
+        added: HashSet::new(),
+        dirs: HashSet::new(),
     };
     for (name, app) in &input.apps {
         render_app(&env, tree, facts, name, app, &mut out)?;
@@ -82,18 +84,25 @@ struct Output {
     limits: Limits,
     /// Bytes rendered so far.
     bytes: usize,
+    /// The files added so far, and every directory above one (hashed: the
+    /// ordered map compares paths component by component).
+    added: HashSet<PathBuf>,
+    dirs: HashSet<PathBuf>,
 }
 
 impl Output {
     /// A file already added that is inside `path`, or that `path` is inside:
-    /// its ancestors are looked up, and the files sorting right after it
-    /// (where its descendants would be) — O(depth · log n), not O(n).
+    /// its ancestors are looked up, and the directories above every file
+    /// (hashed) say whether one is below it — O(depth), not O(n).
     fn nested(&self, path: &Path) -> Option<PathBuf> {
-        let files = &self.desired.files;
-        if let Some(parent) = path.ancestors().skip(1).find(|a| files.contains_key(*a)) {
+        if let Some(parent) = path.ancestors().skip(1).find(|a| self.added.contains(*a)) {
             return Some(parent.to_path_buf());
         }
-        files
+        if !self.dirs.contains(path) {
+            return None;
+        }
+        self.desired
+            .files
             .range::<Path, _>((std::ops::Bound::Excluded(path), std::ops::Bound::Unbounded))
             .next()
             .map(|(p, _)| p)
@@ -149,6 +158,12 @@ impl Output {
                     other.display()
                 ),
             });
+        }
+        self.added.insert(path.clone());
+        for dir in path.ancestors().skip(1) {
+            if !self.dirs.insert(dir.to_path_buf()) {
+                break;
+            }
         }
         if let Some(previous) = self.desired.files.insert(path.clone(), file) {
             return Err(InvalidError::Repo {
@@ -574,6 +589,8 @@ mod tests {
             roots: AllowedRoots::new(&[PathBuf::from("/srv")], Path::new("/var/lib/plumb")),
             limits: Limits::default(),
             bytes: 0,
+            added: HashSet::new(),
+            dirs: HashSet::new(),
         }
     }
 

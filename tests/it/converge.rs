@@ -401,3 +401,43 @@ fn an_edit_that_keeps_size_and_mtime_is_found_by_status_verify() {
     // Only those two: the untouched files hash to their recorded ids.
     assert_eq!(full.matches("drift: ").count(), 2, "{full}");
 }
+
+#[test]
+fn a_reused_file_records_the_stat_it_has_even_when_it_was_touched() {
+    use std::os::unix::fs::MetadataExt;
+    let repo = GitRepo::example_minimal();
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    // Touched by hand: same bytes, a new mtime. Intact, but its recorded
+    // stat is stale.
+    let touched = sandbox
+        .state_dir()
+        .join("current/files/etc/microblog/config.yaml");
+    let file = fs::File::options().append(true).open(&touched).unwrap();
+    file.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1))
+        .unwrap();
+    repo.restart_sec(5, 6);
+    sandbox.reconcile(&repo).ok();
+    // Every file of the new release (most of them links to the previous
+    // one) is recorded with the size, mtime and inode it has.
+    let release = sandbox.state_dir().join("current");
+    let info: serde_json::Value =
+        serde_json::from_slice(&fs::read(release.join("release.json")).unwrap()).unwrap();
+    let manifest = info["manifest"].as_object().unwrap();
+    assert!(manifest.contains_key("files/etc/microblog/config.yaml"));
+    for (key, entry) in manifest {
+        let meta = fs::symlink_metadata(release.join(key)).unwrap();
+        let stat = &entry["stat"];
+        assert_eq!(stat["size"], meta.size(), "{key}");
+        assert_eq!(
+            stat["mtime_ns"],
+            meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            "{key}"
+        );
+        assert_eq!(stat["ino"], meta.ino(), "{key}");
+    }
+    // So the next run finds nothing to hash or repair.
+    assert!(sandbox.reconcile(&repo).ok().stdout.contains("up to date"));
+    let status = sandbox.plumb(&["status", "--verify", "--json"]).ok().stdout;
+    assert!(status.contains("\"drift\": []"), "{status}");
+}

@@ -136,11 +136,13 @@ pub fn stamp_link_dirs(
     Some(stamps)
 }
 
-/// Record a full check that found `info` intact.
+/// Record a full check that found `info` intact; the files in `restat`
+/// were found so by their bytes, and are recorded with the stat they have.
 pub fn write(
     host: &dyn Host,
     layout: &Layout,
     info: &ReleaseInfo,
+    restat: &BTreeSet<String>,
     link_dirs: BTreeMap<PathBuf, Stamp>,
 ) -> std::io::Result<()> {
     let files = host.files();
@@ -157,9 +159,13 @@ pub fn write(
     };
     let mut out = serde_json::to_vec(&header).map_err(std::io::Error::other)?;
     for (key, entry) in entries {
-        let Some(s) = entry.stat else {
+        let Some(mut s) = entry.stat else {
             return Ok(()); // written by an older plumb: always checked in full
         };
+        if restat.contains(key) {
+            let now = files.stat(&layout.release_file(&info.id, key))?;
+            (s.size, s.mtime_ns, s.ino) = (now.size, now.mtime_ns, now.ino);
+        }
         out.push(b'\n');
         let line: Line = (key.clone(), entry.mode.clone(), s.size, s.mtime_ns, s.ino);
         serde_json::to_writer(&mut out, &line).map_err(std::io::Error::other)?;
@@ -185,7 +191,7 @@ fn load(host: &dyn Host, layout: &Layout, release: &str) -> Option<(Header, Vec<
         || header.state_dir != layout.state_dir
         || header.summary.release != release
         || header.state != state
-        || coarse_now() - header.written_ns > MAX_AGE_NS
+        || !(0..=MAX_AGE_NS).contains(&(coarse_now() - header.written_ns))
     {
         return None;
     }
@@ -219,7 +225,7 @@ pub fn accept(host: &dyn Host, layout: &Layout, release: &str) -> Option<Summary
             return None;
         }
     }
-    let mut lines = Vec::with_capacity(header.files);
+    let mut lines = Vec::with_capacity(header.files.min(body.len() / 2));
     let mut from = 0;
     for end in memchr::memchr_iter(b'\n', &body) {
         lines.push(&body[from..end]);
@@ -232,7 +238,8 @@ pub fn accept(host: &dyn Host, layout: &Layout, release: &str) -> Option<Summary
         .read(Path::new(NEXT))
         .ok()
         .and_then(|b| String::from_utf8(b).ok()?.trim().parse::<usize>().ok())
-        .unwrap_or(0);
+        .unwrap_or(0)
+        % lines.len().max(1);
     let count = SLICE.min(lines.len());
     let slice = (0..count)
         .map(|i| serde_json::from_slice::<Line>(lines[(start + i) % lines.len()]).ok())

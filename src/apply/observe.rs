@@ -204,12 +204,13 @@ pub fn detect(host: &dyn Host, layout: &Layout, state: &State, depth: Depth) -> 
     } else {
         Depth::Quick
     };
-    for path in tampered(host, layout, &info, quick) {
+    let inspection = inspect(host, layout, &info, quick);
+    for path in inspection.tampered {
         found.push(Drift::Modified { path });
     }
     if found.is_empty()
         && let Some(link_dirs) = link_dirs
-        && let Err(e) = check::write(host, layout, &info, link_dirs)
+        && let Err(e) = check::write(host, layout, &info, &inspection.restat, link_dirs)
     {
         tracing::warn!("cannot write the check index {}: {e}", check::INDEX);
     }

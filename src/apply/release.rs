@@ -229,6 +229,11 @@ fn write_all(
         for key in keys {
             stat_into(files, &tmp.join(&key), info.manifest.get_mut(&key));
         }
+        // Outputs come with the previous release's record: a touched one
+        // takes its stat again.
+        for key in source.restat.iter().filter(|k| k.starts_with(&prefix)) {
+            stat_into(files, &tmp.join(key), info.outputs.get_mut(key));
+        }
     }
     for target in &source.desired.publish {
         super::publish::check_source(host, tmp, target)?;

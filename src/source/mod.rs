@@ -285,43 +285,84 @@ impl Mirror {
     /// nothing. libgit2's local transport would instead inflate, compare
     /// for deltas and deflate every object again (docs/decisions.md). Not
     /// for a repository that borrows objects (alternates) or is shallow:
-    /// the transport fetches those. A failure leaves the transport to it.
+    /// the transport fetches those.
+    ///
+    /// All or nothing: the transport skips commits the mirror has, so a
+    /// half-copied mirror would keep its holes. A marker file stands while
+    /// objects are copied; a failure (or a marker left by a killed run)
+    /// empties the mirror's objects again before the transport runs.
     fn seed(&self, source: &Path) -> Result<(), git2::Error> {
-        let packs = self.path.join("objects/pack");
+        let objects = self.path.join("objects");
+        let marker = objects.join("plumb-seeding");
+        let interrupted = marker.exists();
         let empty = |dir: &Path| std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
-        if self.repo.references()?.next().is_some() || !empty(&packs) {
+        if !interrupted
+            && (self.repo.references()?.next().is_some() || !empty(&objects.join("pack")))
+        {
             return Ok(());
+        }
+        let io = |e: std::io::Error| git2::Error::from_str(&e.to_string());
+        if interrupted {
+            empty_objects(&objects).map_err(io)?;
         }
         let source = Repository::open(source)?;
-        let objects = source.path().join("objects");
-        if source.is_shallow() || objects.join("info/alternates").exists() {
-            return Ok(());
+        let theirs = source.path().join("objects");
+        if source.is_shallow() || theirs.join("info/alternates").exists() {
+            return std::fs::remove_file(&marker)
+                .or_else(ignore_missing)
+                .map_err(io);
         }
-        let odb = self.repo.odb()?;
+        std::fs::write(&marker, b"").map_err(io)?;
+        let copied = self.copy_objects(&source, &theirs);
+        if copied.is_err() {
+            empty_objects(&objects).map_err(io)?;
+        }
+        std::fs::remove_file(&marker).map_err(io)?;
+        copied
+    }
+
+    /// Every object of `source`: its packs indexed, its loose objects written.
+    fn copy_objects(&self, source: &Repository, theirs: &Path) -> Result<(), git2::Error> {
+        use std::os::unix::fs::OpenOptionsExt;
         let io = |e: std::io::Error| git2::Error::from_str(&e.to_string());
-        let mut names: Vec<PathBuf> = std::fs::read_dir(objects.join("pack"))
+        let odb = self.repo.odb()?;
+        let packs = self.path.join("objects/pack");
+        // Packs libgit2 itself would read there (with their index), opened
+        // without following links and only if regular files.
+        let mut names: Vec<PathBuf> = std::fs::read_dir(theirs.join("pack"))
             .map_err(io)?
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+            .filter(|p| p.with_extension("idx").is_file())
             .collect();
         names.sort();
         for pack in names {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+                .open(&pack)
+                .map_err(io)?;
+            if !file.metadata().map_err(io)?.is_file() {
+                return Err(git2::Error::from_str(&format!(
+                    "{}: not a regular file",
+                    pack.display()
+                )));
+            }
             let mut indexer = git2::Indexer::new(Some(&odb), &packs, 0o444, false)?;
-            let mut file = std::fs::File::open(&pack).map_err(io)?;
             std::io::copy(&mut file, &mut indexer).map_err(io)?;
             indexer.commit()?;
         }
-        let theirs = source.odb()?;
+        let source_odb = source.odb()?;
         let mut loose = Vec::new();
-        theirs.foreach(|id| {
+        source_odb.foreach(|id| {
             if !odb.exists(*id) {
                 loose.push(*id);
             }
             true
         })?;
         for id in loose {
-            let object = theirs.read(id)?;
+            let object = source_odb.read(id)?;
             odb.write(object.kind(), object.data())?;
         }
         Ok(())
@@ -516,6 +557,33 @@ const MAX_PACKS: usize = 16;
 
 /// The object ids a pack's index (version 2) lists, read without loading
 /// the pack.
+/// Remove every object of a mirror (its packs and loose objects): back to
+/// an empty mirror after a seed that did not finish.
+fn empty_objects(objects: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(objects)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let loose = name.len() == 2 && name.chars().all(|c| c.is_ascii_hexdigit());
+        if loose {
+            std::fs::remove_dir_all(entry.path())?;
+        } else if name == "pack" {
+            for file in std::fs::read_dir(entry.path())? {
+                std::fs::remove_file(file?.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
 fn pack_index_ids(path: &Path) -> std::io::Result<Vec<git2::Oid>> {
     use std::io::Read;
     let bad = || std::io::Error::other("not a version 2 pack index");

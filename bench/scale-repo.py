@@ -49,7 +49,8 @@ def main():
     for i in range(args.unrelated_mb):
         write(f"{d}/big/unrelated{i:04}.bin", blob(10_000 + i, 1 << 20))
     write(f"{d}/deploy.yaml", ("\n".join(lines) + "\n").encode())
-    git = ["git", "-C", d, "-c", "user.email=bench@example.org", "-c", "user.name=bench"]
+    # No automatic gc: one detached after the first commit races the clone.
+    git = ["git", "-C", d, "-c", "gc.auto=0", "-c", "user.email=bench@example.org", "-c", "user.name=bench"]
     subprocess.run(["git", "init", "-q", "-b", "main", d], check=True)
     subprocess.run(git + ["add", "-A"], check=True)
     subprocess.run(git + ["commit", "-qm", "scale"], check=True)

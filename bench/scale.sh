@@ -30,7 +30,11 @@ git_in() { git -C "$1" -c user.email=bench@example.org -c user.name=bench "${@:2
 
 # A deploy repo in $1/src, pushed to $1/remote.git; sets $reconcile.
 setup() {
+    # No automatic gc on either side: one detached after a commit or a push
+    # races the clone and the fetches being measured.
+    git -C "$1/src" config gc.auto 0
     git clone -q --bare "$1/src" "$1/remote.git"
+    git -C "$1/remote.git" config receive.autogc false
     git -C "$1/src" remote add origin "$1/remote.git"
     reconcile="$PLUMB reconcile --once --repo $1/remote.git --root $1/root --hostname bench"
 }

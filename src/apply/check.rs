@@ -67,7 +67,7 @@ impl Stamp {
         } else {
             0
         };
-        self.ctime_ns + margin < began
+        self.ctime_ns.saturating_add(margin) < began
     }
 }
 
@@ -191,7 +191,7 @@ fn load(host: &dyn Host, layout: &Layout, release: &str) -> Option<(Header, Vec<
         || header.state_dir != layout.state_dir
         || header.summary.release != release
         || header.state != state
-        || !(0..=MAX_AGE_NS).contains(&(coarse_now() - header.written_ns))
+        || !(0..=MAX_AGE_NS).contains(&coarse_now().saturating_sub(header.written_ns))
     {
         return None;
     }

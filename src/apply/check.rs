@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::host::{Host, Kind, Stat};
-use crate::plan::release::{FileEntry, ReleaseInfo, SecretEntry};
+use crate::plan::release::{FileEntry, FileStat, ReleaseInfo, SecretEntry};
 use crate::plan::state::State;
 use crate::render::desired::TlsPending;
 use crate::spec::layout::Layout;
@@ -234,9 +234,12 @@ pub fn accept(host: &dyn Host, layout: &Layout, release: &str) -> Option<Summary
     if lines.len() != header.files || from != body.len() {
         return None;
     }
-    let start = files
-        .read(Path::new(NEXT))
-        .ok()
+    // A release of at most SLICE files is looked at whole, from the start:
+    // no place to keep.
+    let rotates = lines.len() > SLICE;
+    let start = rotates
+        .then(|| files.read(Path::new(NEXT)).ok())
+        .flatten()
         .and_then(|b| String::from_utf8(b).ok()?.trim().parse::<usize>().ok())
         .unwrap_or(0)
         % lines.len().max(1);
@@ -253,18 +256,20 @@ pub fn accept(host: &dyn Host, layout: &Layout, release: &str) -> Option<Summary
     {
         return None;
     }
-    let next = (start + count) % lines.len().max(1);
-    let _ = files.replace(Path::new(NEXT), next.to_string().as_bytes(), 0o600);
+    if rotates {
+        let next = (start + count) % lines.len();
+        let _ = files.replace(Path::new(NEXT), next.to_string().as_bytes(), 0o600);
+    }
     Some(header.summary)
 }
 
 /// The file of `line` has the kind, mode and stat recorded for it.
 fn unchanged(line: &Line, stat: std::io::Result<Stat>) -> bool {
     let (_, mode, size, mtime_ns, ino) = line;
-    let Ok(stat) = stat else {
-        return false;
+    let recorded = FileStat {
+        size: *size,
+        mtime_ns: *mtime_ns,
+        ino: *ino,
     };
-    stat.kind == Kind::File
-        && (mode == "built" || u32::from_str_radix(mode, 8).ok() == Some(stat.mode))
-        && (stat.size, stat.mtime_ns, stat.ino) == (*size, *mtime_ns, *ino)
+    stat.is_ok_and(|stat| super::observe::as_recorded(mode, Some(recorded), &stat) == Some(true))
 }

@@ -9,9 +9,9 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use super::check;
-use crate::host::{Host, Kind, UnitState};
+use crate::host::{Host, Kind, Stat, UnitState};
 use crate::plan::observed::{Observed, PathState};
-use crate::plan::release::{FileEntry, ReleaseInfo};
+use crate::plan::release::{FileEntry, FileStat, ReleaseInfo};
 use crate::plan::state::{DeployedRef, State};
 use crate::render::desired::TlsPending;
 use crate::spec::layout::Layout;
@@ -303,15 +303,10 @@ fn intact(
     host: &dyn Host,
     path: &Path,
     entry: &FileEntry,
-    stat: &crate::host::Stat,
+    stat: &Stat,
     depth: Depth,
 ) -> Option<bool> {
-    if stat.kind != Kind::File || (entry.mode != "built" && stat.mode != entry.bits()) {
-        return None;
-    }
-    let unchanged = entry
-        .stat
-        .is_some_and(|s| s.size == stat.size && s.mtime_ns == stat.mtime_ns && s.ino == stat.ino);
+    let unchanged = as_recorded(&entry.mode, entry.stat, stat)?;
     if depth != Depth::Full && unchanged {
         return Some(true);
     }
@@ -320,4 +315,18 @@ fn intact(
         .content_id(path, &entry.sha256)
         .is_ok_and(|id| id == entry.sha256);
     same.then_some(unchanged)
+}
+
+/// What `stat` says of a release file recorded with `mode` and `recorded`:
+/// `None` if it is not a file or has another mode (not for `built`
+/// files), else whether its size, mtime and inode are the recorded ones.
+pub fn as_recorded(mode: &str, recorded: Option<FileStat>, stat: &Stat) -> Option<bool> {
+    let bits = u32::from_str_radix(mode, 8).ok();
+    if stat.kind != Kind::File || (mode != "built" && bits != Some(stat.mode)) {
+        return None;
+    }
+    Some(
+        recorded
+            .is_some_and(|s| (s.size, s.mtime_ns, s.ino) == (stat.size, stat.mtime_ns, stat.ino)),
+    )
 }

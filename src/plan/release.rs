@@ -91,11 +91,6 @@ impl FileEntry {
     pub fn same_content(&self, other: &FileEntry) -> bool {
         self.sha256 == other.sha256 && self.mode == other.mode
     }
-
-    /// The mode bits, for a file of the manifest.
-    pub fn bits(&self) -> u32 {
-        u32::from_str_radix(&self.mode, 8).unwrap_or(0o644)
-    }
 }
 
 /// Where a file sits in a release.

@@ -209,17 +209,20 @@ fn a_first_fetch_from_a_local_repo_takes_its_packs_as_they_are() {
         mirrored.contains(&packed[0]),
         "the source's pack is indexed as it is: {mirrored:?}"
     );
-    let fsck = Command::new("git")
-        .arg("--git-dir")
-        .arg(&mirror)
-        .args(["fsck", "--no-dangling", &head])
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stderr)
-    );
+    let fsck = || {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(&mirror)
+            .args(["fsck", "--no-dangling", &head])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    fsck();
     assert!(sandbox.reconcile(&repo).ok().stdout.contains("up to date"));
 
     // A seed killed half-way (its marker stands, the loose objects never
@@ -234,17 +237,7 @@ fn a_first_fetch_from_a_local_repo_takes_its_packs_as_they_are() {
     fs::write(objects.join("plumb-seeding"), "").unwrap();
     assert!(sandbox.reconcile(&repo).ok().stdout.contains("up to date"));
     assert!(!objects.join("plumb-seeding").exists());
-    let fsck = Command::new("git")
-        .arg("--git-dir")
-        .arg(&mirror)
-        .args(["fsck", "--no-dangling", &head])
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stderr)
-    );
+    fsck();
 
     // A clone that borrows its objects (alternates) is left to the transport.
     let shared = TempDir::new().unwrap();

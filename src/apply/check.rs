@@ -136,6 +136,51 @@ pub fn stamp_link_dirs(
     Some(stamps)
 }
 
+/// What a deploy saw of the host before it changed anything: the stamps of
+/// its owned links' directories, taken (settled) before it read the links.
+/// When the deploy succeeds, the new release and every link directory it
+/// left untouched are as intact as a full check would find them: the
+/// links were read (and anything else would have been relinked, which
+/// moves the stamp), and the release's files were written, their stats
+/// recorded, by this run. So the index is written without a second check,
+/// and the next run, deploy or not, reads neither those links nor the
+/// whole release.
+pub struct Seen {
+    link_dirs: BTreeMap<PathBuf, Stamp>,
+}
+
+impl Seen {
+    /// Stamp the directories of `state`'s owned links; `None` when one is
+    /// unsettled (then the next full check writes the index).
+    pub fn before(host: &dyn Host, state: &State) -> Option<Seen> {
+        let link_dirs = stamp_link_dirs(host, state, coarse_now())?;
+        Some(Seen { link_dirs })
+    }
+
+    /// After a successful deploy to the new release `info` (`state` saved):
+    /// write the index if every directory of an owned link is one stamped
+    /// before and unchanged since.
+    pub fn record(self, host: &dyn Host, layout: &Layout, state: &State, info: &ReleaseInfo) {
+        if state.deployed.as_ref().map(|d| d.release.as_str()) != Some(info.id.as_str()) {
+            return;
+        }
+        let dirs: BTreeSet<&Path> = state.owned.iter().filter_map(|p| p.parent()).collect();
+        let mut link_dirs = BTreeMap::new();
+        for dir in dirs {
+            let Some(stamp) = self.link_dirs.get(dir) else {
+                return;
+            };
+            if host.files().stat(dir).ok().map(|s| Stamp::of(&s)) != Some(*stamp) {
+                return;
+            }
+            link_dirs.insert(dir.to_path_buf(), *stamp);
+        }
+        if let Err(e) = write(host, layout, info, &BTreeSet::new(), link_dirs) {
+            tracing::warn!("cannot write the check index {INDEX}: {e}");
+        }
+    }
+}
+
 /// Record a full check that found `info` intact; the files in `restat`
 /// were found so by their bytes, and are recorded with the stat they have.
 pub fn write(

@@ -71,6 +71,13 @@ impl Published {
     }
 }
 
+/// The part of `release.json` publishing reads.
+#[derive(Deserialize)]
+struct Targets {
+    #[serde(default)]
+    publish: Vec<PublishTarget>,
+}
+
 /// Make every publish target of the live release serve it. Cheap when they
 /// all do (one small file read); otherwise publishes to each target that
 /// does not, and returns the failures as `(target, error)`.
@@ -86,7 +93,7 @@ pub fn converge(
     if state.complete(&id) {
         return Ok(Vec::new());
     }
-    let Some(info) = release::load(host, layout, &id) else {
+    let Some(info) = release::load_as::<Targets>(host, layout, &id) else {
         return Ok(Vec::new());
     };
     let before = state.clone();

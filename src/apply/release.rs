@@ -15,6 +15,16 @@ use crate::spec::layout::{Layout, relative};
 
 /// Read `releases/<id>/release.json`.
 pub fn load(host: &dyn Host, layout: &Layout, id: &str) -> Option<ReleaseInfo> {
+    load_as(host, layout, id)
+}
+
+/// Read the fields of `releases/<id>/release.json` that `T` names (the
+/// rest is skipped, not built: its manifest is most of a big release's).
+pub fn load_as<T: serde::de::DeserializeOwned>(
+    host: &dyn Host,
+    layout: &Layout,
+    id: &str,
+) -> Option<T> {
     let bytes = host
         .files()
         .read(&layout.release(id).join("release.json"))

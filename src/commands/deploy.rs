@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use sha2::Digest;
 
+use crate::apply::check::Seen;
 use crate::apply::observe::{self, Depth};
 use crate::apply::secrets::{self, Keys};
 use crate::apply::{Executor, Failure, Outcome, StateStore, release};
@@ -99,6 +100,23 @@ pub fn fetch_app_trees(
     Ok(trees)
 }
 
+/// A plan, and what recording its success needs.
+pub struct Prepared {
+    pub plan: Plan,
+    /// The host as seen before the plan, and the release it builds.
+    seen: Option<(Seen, ReleaseInfo)>,
+}
+
+impl Prepared {
+    /// After the plan ran to the end: write the up-to-date check's index
+    /// for the new release (`apply::check::Seen`).
+    pub fn succeeded(self, settings: &Settings, host: &dyn Host, store: &StateStore) {
+        if let Some((seen, info)) = self.seen {
+            seen.record(host, &settings.layout, &store.state, &info);
+        }
+    }
+}
+
 /// Observe the host, build the release `desired` needs unless the current
 /// one holds exactly it (never with `dry_run`), and plan the switch.
 pub fn prepare(
@@ -108,9 +126,12 @@ pub fn prepare(
     desired: &Desired,
     trigger: &str,
     dry_run: bool,
-) -> Result<Plan, Error> {
+) -> Result<Prepared, Error> {
     let layout = &settings.layout;
     let planned = planned(desired, "<new release>");
+    let seen = (!dry_run)
+        .then(|| Seen::before(host, &store.state))
+        .flatten();
     let observed = observe::observe(host, layout, &store.state, &planned, Depth::Quick);
     let deployed = |release: &str| DeployedRef {
         commit: desired.commit.clone(),
@@ -138,11 +159,7 @@ pub fn prepare(
         _ => {
             // A path held by something plumb does not own refuses the commit
             // before anything is built or created.
-            let dry = Target {
-                info: planned.clone(),
-                new: true,
-            };
-            plan::plan(&dry, &observed, &deployed(&planned.id))?;
+            plan::check(&planned, &observed)?;
             Target {
                 info: build(settings, host, store, desired, &planned, &observed, trigger)?,
                 new: true,
@@ -151,7 +168,10 @@ pub fn prepare(
     };
     let mut plan = plan::plan(&target, &observed, &deployed(&target.info.id))?;
     plan.trigger = trigger.to_string();
-    Ok(plan)
+    Ok(Prepared {
+        plan,
+        seen: seen.filter(|_| target.new).map(|seen| (seen, target.info)),
+    })
 }
 
 /// Create the users the repo asks for, then write the release. A failure is

@@ -65,7 +65,7 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool) -> Result<u8, Error
         ));
     }
     let desired = deploy::render_commit(settings, host, &mirror, &commit)?;
-    let plan = deploy::prepare(settings, host, &mut store, &desired, "plan", true)?;
+    let plan = deploy::prepare(settings, host, &mut store, &desired, "plan", true)?.plan;
     // An image is built when podman does not hold its tag (the hash of its
     // context): a query, nothing is built here.
     let images: Vec<ImageEntry> = desired

@@ -122,7 +122,7 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
 
     let desired = deploy::render_commit(settings, host, &mirror, &commit)
         .map_err(|e| deploy::invalid(host, &mut store, &commit, e, &options.trigger))?;
-    let plan = deploy::prepare(
+    let prepared = deploy::prepare(
         settings,
         host,
         &mut store,
@@ -130,6 +130,7 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
         &options.trigger,
         options.dry_run,
     )?;
+    let plan = &prepared.plan;
     if plan.is_noop() {
         let recorded = store.state.deployed.as_ref().is_some_and(|d| {
             d.commit == plan.commit
@@ -146,7 +147,7 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
             ));
             return publish(settings, host, options);
         }
-        deploy::execute(settings, host, &plan, &mut store)?;
+        deploy::execute(settings, host, plan, &mut store)?;
         ui::line(format_args!(
             "commit {} deployed with no changes: release {} already holds it",
             short(&commit),
@@ -166,20 +167,21 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
         settings.hostname,
         deploy::overlay_note(&desired)
     ));
-    deploy::print_changes(&plan);
+    deploy::print_changes(plan);
     if options.dry_run {
-        deploy::print_steps(&plan);
+        deploy::print_steps(plan);
         ui::line("dry run: nothing was changed");
         return Ok(exit::OK);
     }
-    let outcome = deploy::execute(settings, host, &plan, &mut store)?;
+    let outcome = deploy::execute(settings, host, plan, &mut store)?;
     if settings.record && outcome.host_calls > 0 {
         ui::line(format_args!(
             "  (sandbox root: host commands recorded in {}, not run)",
             files.real(&layout.calls_log()).display()
         ));
     }
-    ui::line(deploy::summary(&plan, &outcome));
+    ui::line(deploy::summary(plan, &outcome));
+    prepared.succeeded(settings, host, &store);
     // Off the up-to-date path: every fetch adds a pack, and a mirror of a
     // thousand packs makes every later run slower.
     if let Err(e) = mirror.maintain() {

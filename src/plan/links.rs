@@ -35,29 +35,61 @@ pub(super) struct Links {
     pub changes: Vec<(PathBuf, Change)>,
 }
 
-/// Classify every desired and owned path. Fails, before anything changes,
-/// if a desired path is held by something plumb does not own.
+/// What a desired path needs: nothing (its link is in place), a new link,
+/// or a repair.
+enum Need {
+    Nothing,
+    New,
+    Repair,
+}
+
+/// What `path` needs before it can be linked. Fails if it is held by
+/// something plumb does not own, or by something that replaced its link.
+fn need(path: &PathBuf, observed: &Observed) -> Result<Need, PlanError> {
+    let state = observed.paths.get(path).unwrap_or(&PathState::Missing);
+    if let PathState::Link(target) = state
+        && observed.link_targets.get(path) == Some(target)
+    {
+        return Ok(Need::Nothing); // ours, where it must point
+    }
+    let owned = observed.owned.contains(path);
+    match state {
+        PathState::Missing if owned => Ok(Need::Repair),
+        PathState::Missing => Ok(Need::New),
+        PathState::Link(_) if owned => Ok(Need::Repair),
+        _ if owned => Err(PlanError::ReplacedByHand { path: path.clone() }),
+        _ => Err(PlanError::NotOwned { path: path.clone() }),
+    }
+}
+
+/// Fails, as `classify` would, if a path `target` manages is held by
+/// something plumb may not replace: checked before a release is built.
+pub(super) fn check(target: &ReleaseInfo, observed: &Observed) -> Result<(), PlanError> {
+    target
+        .managed()
+        .try_for_each(|path| need(&path, observed).map(drop))
+}
+
+/// Classify every desired (`target`'s managed paths, `desired`) and owned
+/// path. Fails, before anything changes, if a desired path is held by
+/// something plumb does not own.
 pub(super) fn classify(
     target: &ReleaseInfo,
+    desired: &BTreeSet<PathBuf>,
     observed: &Observed,
     switching: bool,
 ) -> Result<Links, PlanError> {
     let before = observed.current.as_ref();
     let mut links = Links::default();
-    let desired: BTreeSet<PathBuf> = target.managed().collect();
-    for path in &desired {
-        let owned = observed.owned.contains(path);
-        match observed.paths.get(path).unwrap_or(&PathState::Missing) {
-            PathState::Missing if owned => links.repairs.push(path.clone()),
-            PathState::Missing => links.new.push(path.clone()),
-            PathState::Link(_) if observed.ours(path) => {}
-            PathState::Link(_) if owned => links.repairs.push(path.clone()),
-            _ if owned => return Err(PlanError::ReplacedByHand { path: path.clone() }),
-            _ => return Err(PlanError::NotOwned { path: path.clone() }),
+    for path in desired {
+        match need(path, observed)? {
+            Need::Nothing => {}
+            Need::New => links.new.push(path.clone()),
+            Need::Repair => links.repairs.push(path.clone()),
         }
-        let old = before.and_then(|b| b.file(path));
-        let new = target.file(path);
         let key = super::release::Key::file(path);
+        let old = before.and_then(|b| b.manifest.get(&key));
+        let new = target.manifest.get(&key);
         match (old, new) {
             (None, _) => links.changes.push((path.clone(), Change::Created)),
             (Some(old), Some(new)) if !old.same_content(new) => {
@@ -69,7 +101,7 @@ pub(super) fn classify(
             _ => {}
         }
     }
-    for path in observed.owned.difference(&desired) {
+    for path in observed.owned.difference(desired) {
         links.changes.push((path.clone(), Change::Removed));
         if !observed.ours(path) {
             continue; // changed by hand since: no longer ours to remove

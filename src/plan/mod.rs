@@ -126,6 +126,12 @@ pub fn needs_release(planned: &ReleaseInfo, observed: &Observed) -> bool {
     }
 }
 
+/// Fails, as `plan` would, if a path `target` manages is held by something
+/// plumb may not replace: the check made before a release is built.
+pub fn check(target: &ReleaseInfo, observed: &Observed) -> Result<(), PlanError> {
+    links::check(target, observed)
+}
+
 /// Plan the steps that bring the host from `observed` to `target`.
 ///
 /// Fails, before anything is changed, if a desired path is occupied by
@@ -138,10 +144,15 @@ pub fn plan(
     let info = &target.info;
     let previous = observed.current.as_ref().map(|c| c.id.clone());
     let switching = previous.as_deref() != Some(info.id.as_str());
-    let links = links::classify(info, observed, switching)?;
-    let units = units::plan(info, observed, &links);
     let owned_after: BTreeSet<PathBuf> = info.managed().collect();
+    let links = links::classify(info, &owned_after, observed, switching)?;
+    let units = units::plan(info, observed, &links);
     let before = observed.deployed.clone();
+    // Ownership is recorded only when it changes: a commit that adds or
+    // removes no file records nothing (and journals no copy of the set).
+    let owned_during: Option<BTreeSet<PathBuf>> = (owned_after != observed.owned)
+        .then(|| observed.owned.union(&owned_after).cloned().collect());
+    let owned_shrinks = owned_during.as_ref().is_some_and(|d| *d != owned_after);
 
     let mut actions = Vec::new();
     if let Some(prev) = previous.as_ref().filter(|_| switching) {
@@ -175,9 +186,8 @@ pub fn plan(
     actions.push(Action::Record(StateChange::Deployed(Some(
         deployed.clone(),
     ))));
-    actions.push(Action::Record(StateChange::Owned(
-        observed.owned.union(&owned_after).cloned().collect(),
-    )));
+    let owned_changes = owned_during.is_some();
+    actions.extend(owned_during.map(|during| Action::Record(StateChange::Owned(during))));
     actions.extend(units.removed.iter().cloned().map(Action::DisableNow));
     actions.extend(links.removed_units.iter().cloned().map(Action::Unlink));
     if units.files_changed || !links.removed_units.is_empty() {
@@ -194,7 +204,9 @@ pub fn plan(
     if touched {
         actions.extend(info.health.iter().cloned().map(Action::Check));
     }
-    actions.push(Action::Record(StateChange::Owned(owned_after)));
+    if owned_shrinks {
+        actions.push(Action::Record(StateChange::Owned(owned_after)));
+    }
 
     let before_secrets = observed.current.as_ref().map(|c| &c.secrets);
     let mut secrets = Vec::new();
@@ -211,7 +223,7 @@ pub fn plan(
         }
     }
     let abort = undo::abort(target, observed, &links, switching);
-    let rollback = undo::rollback(observed, &links, &units, &abort, before);
+    let rollback = undo::rollback(observed, &links, &units, &abort, before, owned_changes);
     let mut changes = links.changes;
     changes.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(Plan {

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -165,10 +166,10 @@ impl fmt::Display for Trigger {
 impl ReleaseInfo {
     /// The host paths this release manages (its `files/` entries).
     pub fn managed(&self) -> impl Iterator<Item = PathBuf> + '_ {
-        self.manifest.keys().filter_map(|k| match Key::parse(k)? {
-            Key::File(path) => Some(path),
-            Key::App { .. } => None,
-        })
+        self.manifest
+            .range::<str, _>((Bound::Included("files/"), Bound::Unbounded))
+            .map_while(|(k, _)| k.strip_prefix("files/"))
+            .map(|path| Path::new("/").join(path))
     }
 
     /// The manifest entry of a managed host path.

@@ -93,6 +93,14 @@ fn deployed_ref(info: &ReleaseInfo) -> DeployedRef {
     }
 }
 
+fn classify(
+    info: &ReleaseInfo,
+    observed: &Observed,
+    switching: bool,
+) -> Result<links::Links, PlanError> {
+    links::classify(info, &info.managed().collect(), observed, switching)
+}
+
 fn plan_for(target: &Target, observed: &Observed) -> Plan {
     plan(target, observed, &deployed_ref(&target.info)).unwrap()
 }
@@ -187,6 +195,50 @@ fn the_state_changes_are_steps_right_after_the_commit_point_and_at_the_end() {
 }
 
 #[test]
+fn ownership_is_recorded_only_when_the_managed_paths_change() {
+    let r1 = release("r1", "c1", &[(UNIT, "u"), (SITE, "s")]);
+    let r2 = release("r2", "c2", &[(UNIT, "u2"), (SITE, "s")]);
+    let plan = plan_for(&target(&r2), &knows(deployed(&r1), &r2));
+    let owned = |a: &Action| matches!(a, Action::Record(StateChange::Owned(_)));
+    assert!(!plan.actions.iter().any(owned), "{:?}", plan.actions);
+    assert!(!plan.rollback.iter().any(owned), "{:?}", plan.rollback);
+    assert!(
+        plan.actions
+            .contains(&Action::Record(StateChange::Deployed(Some(deployed_ref(
+                &r2
+            )))))
+    );
+
+    // A path that joins is owned from the commit point on, recorded once.
+    let r3 = release("r3", "c3", &[(UNIT, "u2"), (SITE, "s"), (CONF, "c")]);
+    let plan = plan_for(&target(&r3), &knows(deployed(&r2), &r3));
+    let all: BTreeSet<PathBuf> = [UNIT, SITE, CONF].map(PathBuf::from).into();
+    let records: Vec<&Action> = plan.actions.iter().filter(|a| owned(a)).collect();
+    assert_eq!(records, [&Action::Record(StateChange::Owned(all))]);
+    assert!(
+        plan.rollback.iter().any(owned),
+        "the rollback gives the path up again"
+    );
+}
+
+#[test]
+fn a_path_held_by_someone_else_is_refused_before_the_release_is_built() {
+    let r2 = release("r2", "c2", &[(SITE, "s")]);
+    let mut observed = fresh(&r2);
+    assert!(check(&r2, &observed).is_ok());
+    observed.paths.insert(PathBuf::from(SITE), PathState::Other);
+    assert!(matches!(
+        check(&r2, &observed),
+        Err(PlanError::NotOwned { .. })
+    ));
+    observed.owned.insert(PathBuf::from(SITE));
+    assert!(matches!(
+        check(&r2, &observed),
+        Err(PlanError::ReplacedByHand { .. })
+    ));
+}
+
+#[test]
 fn links_a_path_held_by_someone_else_is_refused() {
     let r2 = release("r2", "c2", &[(SITE, "s")]);
     let mut observed = fresh(&r2);
@@ -215,7 +267,7 @@ fn links_classify_new_repaired_removed_and_changed_paths() {
     observed
         .paths
         .insert(PathBuf::from(UNIT), PathState::Missing);
-    let links = links::classify(&r2, &observed, true).unwrap();
+    let links = classify(&r2, &observed, true).unwrap();
     assert_eq!(links.new, [PathBuf::from("/etc/web/new")]);
     assert_eq!(links.repairs, [PathBuf::from(UNIT)]);
     assert_eq!(links.removed_files, [PathBuf::from(SITE)]);
@@ -259,13 +311,13 @@ fn units_restart_for_the_unit_file_for_the_app_and_start_when_stopped_or_failed(
     let changed_unit = release("r2", "c2", &[(UNIT, "u2"), (CONF, "a")]);
     let mut changed_app = release("r3", "c3", &[(UNIT, "u"), (CONF, "a")]);
     changed_app.builds.insert("web".into(), "k2".into());
-    let r1_links = links::classify(&changed_unit, &deployed(&r1), true).unwrap();
+    let r1_links = classify(&changed_unit, &deployed(&r1), true).unwrap();
     let units = units::plan(&changed_unit, &deployed(&r1), &r1_links);
     assert_eq!(units.steps, [restart("web.service", "unit file changed")]);
     assert!(units.files_changed);
     assert_eq!(units.verify, [PathBuf::from(UNIT)]);
 
-    let links = links::classify(&changed_app, &deployed(&r1), true).unwrap();
+    let links = classify(&changed_app, &deployed(&r1), true).unwrap();
     let units = units::plan(&changed_app, &deployed(&r1), &links);
     assert_eq!(units.steps, [restart("web.service", "app release changed")]);
     assert!(!units.files_changed);
@@ -273,7 +325,7 @@ fn units_restart_for_the_unit_file_for_the_app_and_start_when_stopped_or_failed(
     // Nothing changed, but the unit is stopped (or failed): start it.
     let mut observed = deployed(&r1);
     observed.inactive.insert("web.service".into());
-    let links = links::classify(&r1, &observed, false).unwrap();
+    let links = classify(&r1, &observed, false).unwrap();
     let units = units::plan(&r1, &observed, &links);
     assert!(matches!(&units.steps[..], [Action::Start { reason, .. }] if reason.contains("not")));
     observed.inactive.clear();

@@ -39,14 +39,15 @@ pub(super) fn abort(
 /// Undo of the whole plan: stop what is new while its files exist, put
 /// back `current` and the links, restart what the failed release touched,
 /// wait for the previous release's health checks, and record it as
-/// deployed again. A rolled-back release
-/// is kept for inspection until pruned.
+/// deployed again (and what it owned, when the plan changed that). A
+/// rolled-back release is kept for inspection until pruned.
 pub(super) fn rollback(
     observed: &Observed,
     links: &Links,
     units: &Units,
     abort: &[Action],
     deployed: Option<DeployedRef>,
+    owned_changes: bool,
 ) -> Vec<Action> {
     let mut steps: Vec<Action> = units
         .added
@@ -75,6 +76,8 @@ pub(super) fn rollback(
         steps.extend(previous.health.iter().cloned().map(Action::Check));
     }
     steps.push(Action::Record(StateChange::Deployed(deployed)));
-    steps.push(Action::Record(StateChange::Owned(observed.owned.clone())));
+    if owned_changes {
+        steps.push(Action::Record(StateChange::Owned(observed.owned.clone())));
+    }
     steps
 }

@@ -3,6 +3,7 @@
 //! Every target path is checked here before anything is written, so a commit
 //! cannot reach outside the directories the host config allows.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use thiserror::Error;
@@ -52,12 +53,39 @@ const DENIED: &[(&str, &str)] = &[
     ("/boot", "the boot loader"),
 ];
 
-/// Why `path` may never be written by a deploy repo, if it may not.
+/// Whether the normalised `path` is `root` or lies below it, as
+/// `Path::starts_with` says. Compared as bytes when `root` is in normal
+/// form too (then a component prefix is a byte prefix ending at a `/`):
+/// every managed file is checked against every root and denied prefix.
+fn at_or_under(path: &Path, root: &Path) -> bool {
+    let (p, r) = (path.as_os_str().as_bytes(), root.as_os_str().as_bytes());
+    if !is_normal(r) {
+        return path.starts_with(root);
+    }
+    p.starts_with(r) && (p.len() == r.len() || p[r.len()] == b'/')
+}
+
+/// Strictly below `root` (see `at_or_under`).
+fn strictly_under(path: &Path, root: &Path) -> bool {
+    at_or_under(path, root) && path != root
+}
+
+/// What `normalize` returns: absolute, not `/`, plain components only.
+fn is_normal(bytes: &[u8]) -> bool {
+    bytes.len() > 1
+        && bytes[0] == b'/'
+        && bytes[1..]
+            .split(|&b| b == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..")
+}
+
+/// Why the normalised `path` may never be written by a deploy repo, if it
+/// may not.
 fn denied(path: &Path, state_dir: &Path) -> Option<String> {
-    if path.starts_with(state_dir) {
+    if at_or_under(path, state_dir) {
         return Some("is plumb's state directory".into());
     }
-    if let Some((_, what)) = DENIED.iter().find(|(p, _)| path.starts_with(p)) {
+    if let Some((_, what)) = DENIED.iter().find(|(p, _)| at_or_under(path, Path::new(p))) {
         return Some(format!("belongs to {what}"));
     }
     let components: Vec<&str> = path.iter().filter_map(|c| c.to_str()).collect();
@@ -73,7 +101,7 @@ fn denied(path: &Path, state_dir: &Path) -> Option<String> {
         "/usr/lib/systemd",
     ]
     .iter()
-    .any(|d| path.starts_with(d));
+    .any(|d| at_or_under(path, Path::new(d)));
     if unit_dir && components.iter().any(|c| c.starts_with("plumb")) {
         return Some("is one of plumb's own units".into());
     }
@@ -223,7 +251,7 @@ impl AllowedRoots {
             .roots
             .iter()
             .chain(more)
-            .any(|root| path.starts_with(root) && path != *root);
+            .any(|root| strictly_under(&path, root));
         if !inside {
             let roots: Vec<String> = self
                 .roots
@@ -298,6 +326,46 @@ mod tests {
 
     fn roots() -> AllowedRoots {
         AllowedRoots::new(&[], Path::new("/var/lib/plumb")).with_apps(["blog"])
+    }
+
+    #[test]
+    fn the_byte_comparison_of_roots_says_what_path_components_say() {
+        let roots = [
+            "/etc/nginx",
+            "/etc/nginx/",
+            "/etc//nginx",
+            "/etc/./nginx",
+            "/etc/../etc/nginx",
+            "/",
+            "/etc",
+            "etc/nginx",
+            "/etc/nginx/conf.d",
+        ];
+        let paths = [
+            "/etc/nginx",
+            "/etc/nginx/a.conf",
+            "/etc/nginxx/a.conf",
+            "/etc/ngin",
+            "/etc/nginx/conf.d/b.conf",
+            "/etc",
+            "/var/x",
+        ];
+        for root in roots {
+            for raw in paths {
+                let path = normalize(raw).unwrap();
+                let root = Path::new(root);
+                assert_eq!(
+                    at_or_under(&path, root),
+                    path.starts_with(root),
+                    "{raw} {root:?}"
+                );
+                assert_eq!(
+                    strictly_under(&path, root),
+                    path.starts_with(root) && path != root,
+                    "{raw} {root:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -362,6 +362,60 @@ fn drift_is_repaired_and_reported() {
 }
 
 #[test]
+fn a_deploy_leaves_the_check_index_and_drift_after_it_is_still_found() {
+    use std::os::unix::fs::MetadataExt;
+    let sandbox = Sandbox::executing("");
+    let repo = GitRepo::example_minimal();
+    sandbox.reconcile(&repo).ok();
+    let index = sandbox.path("/run/plumb/check.idx");
+    let _ = fs::remove_file(&index);
+    // The link directories were made by the first deploy; the second only
+    // changes a unit's bytes, so it vouches for them as it found them.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    bump_unit(&repo, 7);
+    let run = sandbox.reconcile(&repo).ok();
+    assert!(run.stdout.contains("deployed"), "{}", run.stdout);
+    assert!(index.exists(), "the deploy wrote no check index");
+    let written = fs::metadata(&index).unwrap().ino();
+    let run = sandbox.reconcile(&repo).ok();
+    assert!(run.stdout.contains("up to date"), "{}", run.stdout);
+    assert_eq!(
+        fs::metadata(&index).unwrap().ino(),
+        written,
+        "the up-to-date run answered from the deploy's index (no full check rewrote it)"
+    );
+
+    // A link pointed elsewhere by hand right after the deploy is found (its
+    // directory's stamp moved) and put back, by an up-to-date commit...
+    let config = sandbox.path("/etc/microblog/config.yaml");
+    fs::remove_file(&config).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", &config).unwrap();
+    let run = sandbox.reconcile(&repo).ok();
+    assert!(
+        run.stdout.contains("relink /etc/microblog/config.yaml"),
+        "{}",
+        run.stdout
+    );
+    // ...and by a deploy of the next commit, which reads the link again.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    bump_unit(&repo, 8);
+    sandbox.reconcile(&repo).ok();
+    fs::remove_file(&config).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", &config).unwrap();
+    bump_unit(&repo, 9);
+    let run = sandbox.reconcile(&repo).ok();
+    assert!(run.stdout.contains("deployed"), "{}", run.stdout);
+    assert_eq!(
+        fs::read_link(&config).unwrap(),
+        sandbox
+            .state_dir()
+            .join("current/files/etc/microblog/config.yaml"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn an_edit_that_keeps_size_and_mtime_is_found_by_status_verify() {
     let repo = GitRepo::example_minimal();
     let sandbox = Sandbox::new();

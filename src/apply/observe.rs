@@ -280,10 +280,10 @@ pub fn inspect(host: &dyn Host, layout: &Layout, info: &ReleaseInfo, depth: Dept
     let stats = host.files().stat_under(&layout.release(&info.id), &names);
     let mut found = Inspection::default();
     for ((key, entry), stat) in entries.into_iter().zip(stats) {
-        let path = layout.release_file(&info.id, key);
+        let path = || layout.release_file(&info.id, key);
         match stat
             .ok()
-            .and_then(|stat| intact(host, &path, entry, &stat, depth))
+            .and_then(|stat| intact(host, path, entry, &stat, depth))
         {
             Some(true) => {}
             Some(false) => {
@@ -301,7 +301,7 @@ pub fn inspect(host: &dyn Host, layout: &Layout, info: &ReleaseInfo, depth: Dept
 /// its bytes; `None`: tampered.
 fn intact(
     host: &dyn Host,
-    path: &Path,
+    path: impl FnOnce() -> PathBuf,
     entry: &FileEntry,
     stat: &Stat,
     depth: Depth,
@@ -312,7 +312,7 @@ fn intact(
     }
     let same = host
         .files()
-        .content_id(path, &entry.sha256)
+        .content_id(&path(), &entry.sha256)
         .is_ok_and(|id| id == entry.sha256);
     same.then_some(unchanged)
 }

@@ -491,6 +491,7 @@ impl Mirror {
         // Names and object ids only: a blob is read when something asks.
         let store: Arc<dyn BlobStore> = Arc::new(GitStore::open(&self.path)?);
         let mut out = Tree::new(*limits);
+        let mut entries = Vec::new();
         let mut failure = None;
         let walked = tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
             if entry.kind() != Some(ObjectType::Blob) {
@@ -540,9 +541,10 @@ impl Mirror {
                     executable: mode == 0o100755,
                 },
             };
-            out.insert(path, item);
+            entries.push((path, item));
             TreeWalkResult::Ok
         });
+        out.insert_all(entries);
         // An aborted walk fails too: the reason it was aborted comes first.
         match (failure, walked) {
             (Some(error), _) => Err(error),

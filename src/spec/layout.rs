@@ -54,7 +54,15 @@ impl Layout {
     /// The host path an owned link at `path` points to: through `current`,
     /// so one swap of `current` flips every existing link at once.
     pub fn link_target(&self, path: &Path) -> PathBuf {
-        self.current().join("files").join(relative(path))
+        // Sized once: built for every managed path on every deploy.
+        let rel = relative(path);
+        let mut target = PathBuf::with_capacity(
+            self.state_dir.as_os_str().len() + "/current/files/".len() + rel.as_os_str().len(),
+        );
+        target.push(&self.state_dir);
+        target.push("current/files");
+        target.push(rel);
+        target
     }
     /// The same file in a given release (a pinned link).
     pub fn pinned_target(&self, release: &str, path: &Path) -> PathBuf {

@@ -303,7 +303,11 @@ pub fn normalize(raw: &str) -> Result<PathBuf, &'static str> {
 
 /// `path` (absolute, host view) placed under `root`.
 pub fn under(root: &Path, path: &Path) -> PathBuf {
-    root.join(path.strip_prefix("/").unwrap_or(path))
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let mut out = PathBuf::with_capacity(root.as_os_str().len() + 1 + rel.as_os_str().len());
+    out.push(root);
+    out.push(rel);
+    out
 }
 
 #[cfg(test)]

@@ -230,6 +230,16 @@ impl Tree {
         self.entries.insert(path, entry);
     }
 
+    /// Many entries at once, as a tree walk lists them (nearly in order):
+    /// sorted and built in one go rather than searched for one by one.
+    pub fn insert_all(&mut self, entries: Vec<(PathBuf, Entry)>) {
+        if self.entries.is_empty() {
+            self.entries = entries.into_iter().collect();
+        } else {
+            self.entries.extend(entries);
+        }
+    }
+
     /// A file held in memory (tests, tools).
     pub fn insert_bytes(&mut self, path: &str, bytes: &[u8]) {
         let blob = Blob::held(bytes.to_vec());

@@ -50,7 +50,7 @@ def main():
                 cmd = [builds[name], "reconcile", "--once", "--repo", remote,
                        "--root", f"{work}/root", "--hostname", "bench"]
                 for i in range(block + 1):
-                    subprocess.run(bump, shell=True, check=True)
+                    subprocess.run(bump, shell=True, executable="/bin/bash", check=True)
                     before = resource.getrusage(resource.RUSAGE_CHILDREN)
                     start = time.perf_counter()
                     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)

@@ -145,16 +145,31 @@ pub fn stamp_link_dirs(
 /// recorded, by this run. So the index is written without a second check,
 /// and the next run, deploy or not, reads neither those links nor the
 /// whole release.
+///
+/// Links the deploy did not read, because the index it found vouched for
+/// their directory, rest on that index's check: the new index keeps its
+/// age, so a full check still comes within the hour of the last one.
 pub struct Seen {
     link_dirs: BTreeMap<PathBuf, Stamp>,
+    checked_ns: i64,
 }
 
 impl Seen {
     /// Stamp the directories of `state`'s owned links; `None` when one is
-    /// unsettled (then the next full check writes the index).
-    pub fn before(host: &dyn Host, state: &State) -> Option<Seen> {
-        let link_dirs = stamp_link_dirs(host, state, coarse_now())?;
-        Some(Seen { link_dirs })
+    /// unsettled (then the next full check writes the index). Must come
+    /// before the deploy reads any link.
+    pub fn before(host: &dyn Host, layout: &Layout, state: &State) -> Option<Seen> {
+        let began = coarse_now();
+        let link_dirs = stamp_link_dirs(host, state, began)?;
+        let vouched = state
+            .deployed
+            .as_ref()
+            .and_then(|d| load(host, layout, &d.release))
+            .map(|(header, _)| header.written_ns);
+        Some(Seen {
+            link_dirs,
+            checked_ns: vouched.map_or(began, |at| at.min(began)),
+        })
     }
 
     /// After a successful deploy to the new release `info` (`state` saved):
@@ -175,20 +190,37 @@ impl Seen {
             }
             link_dirs.insert(dir.to_path_buf(), *stamp);
         }
-        if let Err(e) = write(host, layout, info, &BTreeSet::new(), link_dirs) {
+        let checked = Checked {
+            link_dirs,
+            at_ns: self.checked_ns,
+            restart_rotation: false,
+        };
+        if let Err(e) = write(host, layout, info, &BTreeSet::new(), checked) {
             tracing::warn!("cannot write the check index {INDEX}: {e}");
         }
     }
 }
 
-/// Record a full check that found `info` intact; the files in `restat`
-/// were found so by their bytes, and are recorded with the stat they have.
+/// What a check found intact, to record in the index.
+pub struct Checked {
+    /// The stamps of the owned links' directories.
+    pub link_dirs: BTreeMap<PathBuf, Stamp>,
+    /// When the oldest of what it vouches for was checked: the index is
+    /// dropped an hour after.
+    pub at_ns: i64,
+    /// Start the rotating file check over (a full check looked at every
+    /// file); a deploy keeps the rotation where it stands.
+    pub restart_rotation: bool,
+}
+
+/// Record a check that found `info` intact; the files in `restat` were
+/// found so by their bytes, and are recorded with the stat they have.
 pub fn write(
     host: &dyn Host,
     layout: &Layout,
     info: &ReleaseInfo,
     restat: &BTreeSet<String>,
-    link_dirs: BTreeMap<PathBuf, Stamp>,
+    checked: Checked,
 ) -> std::io::Result<()> {
     let files = host.files();
     let state = Stamp::of(&files.stat(&layout.state_file())?);
@@ -197,8 +229,8 @@ pub fn write(
         format: FORMAT,
         state_dir: layout.state_dir.clone(),
         state,
-        written_ns: coarse_now(),
-        link_dirs,
+        written_ns: checked.at_ns,
+        link_dirs: checked.link_dirs,
         files: entries.len(),
         summary: Summary::of(info),
     };
@@ -221,7 +253,10 @@ pub fn write(
         files.create_dir_all(dir)?;
     }
     files.replace(path, &out, 0o600)?;
-    files.replace(Path::new(NEXT), b"0", 0o600)
+    if checked.restart_rotation {
+        files.replace(Path::new(NEXT), b"0", 0o600)?;
+    }
+    Ok(())
 }
 
 /// The index, if it describes `release` under the `state.json` on disk

@@ -210,7 +210,17 @@ pub fn detect(host: &dyn Host, layout: &Layout, state: &State, depth: Depth) -> 
     }
     if found.is_empty()
         && let Some(link_dirs) = link_dirs
-        && let Err(e) = check::write(host, layout, &info, &inspection.restat, link_dirs)
+        && let Err(e) = check::write(
+            host,
+            layout,
+            &info,
+            &inspection.restat,
+            check::Checked {
+                link_dirs,
+                at_ns: began,
+                restart_rotation: true,
+            },
+        )
     {
         tracing::warn!("cannot write the check index {}: {e}", check::INDEX);
     }

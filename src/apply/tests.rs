@@ -497,6 +497,45 @@ fn the_check_index_answers_only_while_what_it_recorded_is_unchanged() {
 }
 
 #[test]
+fn a_deploy_vouches_only_for_link_directories_unchanged_since_it_stamped_them() {
+    let host = host();
+    let layout = layout();
+    // `deploy` observes and plans as `commands::deploy::prepare` does;
+    // `Seen` brackets it the same way.
+    let deploy_seen = |d: &Desired, meddle: &dyn Fn()| {
+        let seen = check::Seen::before(&host, &layout, &store(&host).state);
+        deploy(&host, d).unwrap().unwrap();
+        meddle();
+        let state = store(&host).state;
+        let id = state.deployed.as_ref().unwrap().release.clone();
+        let info = release::load(&host, &layout, &id).unwrap();
+        let seen = seen.expect("the link directories settled");
+        seen.record(&host, &layout, &state, &info);
+        id
+    };
+    deploy(&host, &desired("c1", "a: 1\n")).unwrap().unwrap();
+    // A content change leaves the links alone: the index answers at once.
+    let id = deploy_seen(&desired("c2", "a: 2\n"), &|| {});
+    assert!(check::accept(&host, &layout, &id).is_some());
+
+    // A link pointed elsewhere after the deploy read it (while it ran):
+    // its directory moved since the stamp, so nothing is vouched for.
+    let files = host.files();
+    let id = deploy_seen(&desired("c3", "a: 3\n"), &|| {
+        files.remove_link(Path::new(CONF)).unwrap();
+        files
+            .symlink(Path::new("/srv/other"), Path::new(CONF))
+            .unwrap();
+    });
+    assert!(check::accept(&host, &layout, &id).is_none());
+    let state = store(&host).state;
+    assert_eq!(
+        observe::detect(&host, &layout, &state, Depth::Sampled),
+        [Drift::Link { path: CONF.into() }]
+    );
+}
+
+#[test]
 fn the_check_index_looks_at_a_rotating_slice_of_a_large_release() {
     let host = host();
     let layout = layout();

@@ -129,8 +129,10 @@ pub fn prepare(
 ) -> Result<Prepared, Error> {
     let layout = &settings.layout;
     let planned = planned(desired, "<new release>");
+    // Stamped before `observe` reads a link: what changes after (by hand
+    // or by this deploy) then keeps the deploy from vouching for it.
     let seen = (!dry_run)
-        .then(|| Seen::before(host, &store.state))
+        .then(|| Seen::before(host, layout, &store.state))
         .flatten();
     let observed = observe::observe(host, layout, &store.state, &planned, Depth::Quick);
     let deployed = |release: &str| DeployedRef {

@@ -59,6 +59,7 @@ const DENIED: &[(&str, &str)] = &[
 /// every managed file is checked against every root and denied prefix.
 fn at_or_under(path: &Path, root: &Path) -> bool {
     let (p, r) = (path.as_os_str().as_bytes(), root.as_os_str().as_bytes());
+    debug_assert!(is_normal(p), "{path:?} is not normalised");
     if !is_normal(r) {
         return path.starts_with(root);
     }

@@ -379,6 +379,7 @@ fn a_deploy_leaves_the_check_index_and_drift_after_it_is_still_found() {
     let written = fs::metadata(&index).unwrap().ino();
     let run = sandbox.reconcile(&repo).ok();
     assert!(run.stdout.contains("up to date"), "{}", run.stdout);
+    assert!(!run.stdout.contains("checked in full"), "{}", run.stdout);
     assert_eq!(
         fs::metadata(&index).unwrap().ino(),
         written,
@@ -400,6 +401,7 @@ fn a_deploy_leaves_the_check_index_and_drift_after_it_is_still_found() {
     std::thread::sleep(std::time::Duration::from_millis(50));
     bump_unit(&repo, 8);
     sandbox.reconcile(&repo).ok();
+    let written = fs::metadata(&index).unwrap().ino();
     fs::remove_file(&config).unwrap();
     std::os::unix::fs::symlink("/etc/hostname", &config).unwrap();
     bump_unit(&repo, 9);
@@ -412,6 +414,11 @@ fn a_deploy_leaves_the_check_index_and_drift_after_it_is_still_found() {
             .join("current/files/etc/microblog/config.yaml"),
         "{}",
         run.stdout
+    );
+    assert_eq!(
+        fs::metadata(&index).unwrap().ino(),
+        written,
+        "a deploy that relinked something vouches for nothing"
     );
 }
 

@@ -141,8 +141,8 @@ pub fn stamp_link_dirs(
 /// When the deploy succeeds, the new release and every link directory it
 /// left untouched are as intact as a full check would find them: the
 /// links were read (and anything else would have been relinked, which
-/// moves the stamp), and the release's files were written, their stats
-/// recorded, by this run. So the index is written without a second check,
+/// moves the stamp) or vouched for by the index the deploy found, and the
+/// release's files were written, their stats recorded, by this run. So the index is written without a second check,
 /// and the next run, deploy or not, reads neither those links nor the
 /// whole release.
 ///

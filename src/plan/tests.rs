@@ -215,9 +215,12 @@ fn ownership_is_recorded_only_when_the_managed_paths_change() {
     let all: BTreeSet<PathBuf> = [UNIT, SITE, CONF].map(PathBuf::from).into();
     let records: Vec<&Action> = plan.actions.iter().filter(|a| owned(a)).collect();
     assert_eq!(records, [&Action::Record(StateChange::Owned(all))]);
+    let before: BTreeSet<PathBuf> = [UNIT, SITE].map(PathBuf::from).into();
     assert!(
-        plan.rollback.iter().any(owned),
-        "the rollback gives the path up again"
+        plan.rollback
+            .contains(&Action::Record(StateChange::Owned(before))),
+        "the rollback gives the path up again: {:?}",
+        plan.rollback
     );
 }
 
@@ -226,6 +229,13 @@ fn a_path_held_by_someone_else_is_refused_before_the_release_is_built() {
     let r2 = release("r2", "c2", &[(SITE, "s")]);
     let mut observed = fresh(&r2);
     assert!(check(&r2, &observed).is_ok());
+    // An owned link pointed elsewhere is repaired, not refused.
+    observed.owned.insert(PathBuf::from(SITE));
+    observed
+        .paths
+        .insert(PathBuf::from(SITE), PathState::Link("/srv/other".into()));
+    assert!(check(&r2, &observed).is_ok());
+    observed.owned.clear();
     observed.paths.insert(PathBuf::from(SITE), PathState::Other);
     assert!(matches!(
         check(&r2, &observed),

@@ -33,11 +33,6 @@ pub fn complete(
             Some(prev) => {
                 // Same source, steps and user: the previous build, hard-linked
                 // (`release::build` wrote none of the app's sources).
-                if files.stat(&dir).is_ok() {
-                    files
-                        .remove_dir_all(&dir)
-                        .map_err(ApplyError::io("remove", &dir))?;
-                }
                 let parent = tmp.join("app");
                 files
                     .create_dir_all(&parent)

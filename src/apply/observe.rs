@@ -261,16 +261,6 @@ fn tls_ready(host: &dyn Host, pending: &[TlsPending]) -> Vec<Drift> {
         .collect()
 }
 
-/// Keys of `info` whose file is missing or has other bytes or mode.
-pub fn tampered(
-    host: &dyn Host,
-    layout: &Layout,
-    info: &ReleaseInfo,
-    depth: Depth,
-) -> BTreeSet<String> {
-    inspect(host, layout, info, depth).tampered
-}
-
 /// The files of a release as found on disk.
 #[derive(Debug, Default)]
 pub struct Inspection {

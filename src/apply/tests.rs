@@ -174,7 +174,11 @@ fn assert_on(host: &MemoryHost, id: &str, commit: &str) {
             "{path:?}"
         );
     }
-    assert!(observe::tampered(host, &layout, &info, Depth::Full).is_empty());
+    assert!(
+        observe::inspect(host, &layout, &info, Depth::Full)
+            .tampered
+            .is_empty()
+    );
     assert!(observe::detect(host, &layout, &store(host).state, Depth::Full).is_empty());
 }
 

@@ -168,13 +168,10 @@ impl ReleaseInfo {
     pub fn managed(&self) -> impl Iterator<Item = PathBuf> + '_ {
         self.manifest
             .range::<str, _>((Bound::Included("files/"), Bound::Unbounded))
-            .map_while(|(k, _)| k.strip_prefix("files/"))
-            .map(|path| Path::new("/").join(path))
-    }
-
-    /// The manifest entry of a managed host path.
-    pub fn file(&self, path: &Path) -> Option<&FileEntry> {
-        self.manifest.get(&Key::file(path))
+            .map_while(|(k, _)| match Key::parse(k)? {
+                Key::File(path) => Some(path),
+                Key::App { .. } => None,
+            })
     }
 
     /// Whether `app`'s directory differs from `other`'s: its sources, its

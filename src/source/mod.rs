@@ -297,7 +297,7 @@ impl Mirror {
         let interrupted = marker.exists();
         let empty = |dir: &Path| std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
         if !interrupted
-            && (self.repo.references()?.next().is_some() || !empty(&objects.join("pack")))
+            && (!empty(&objects.join("pack")) || self.repo.references()?.next().is_some())
         {
             return Ok(());
         }
@@ -308,9 +308,10 @@ impl Mirror {
         let source = Repository::open(source)?;
         let theirs = source.path().join("objects");
         if source.is_shallow() || theirs.join("info/alternates").exists() {
-            return std::fs::remove_file(&marker)
-                .or_else(ignore_missing)
-                .map_err(io);
+            if interrupted {
+                std::fs::remove_file(&marker).map_err(io)?;
+            }
+            return Ok(());
         }
         std::fs::write(&marker, b"").map_err(io)?;
         let copied = self.copy_objects(&source, &theirs);
@@ -557,8 +558,6 @@ impl Mirror {
 /// Packs the mirror may hold before `Mirror::maintain` repacks it.
 const MAX_PACKS: usize = 16;
 
-/// The object ids a pack's index (version 2) lists, read without loading
-/// the pack.
 /// Remove every object of a mirror (its packs and loose objects): back to
 /// an empty mirror after a seed that did not finish.
 fn empty_objects(objects: &Path) -> std::io::Result<()> {
@@ -578,14 +577,8 @@ fn empty_objects(objects: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        Ok(())
-    } else {
-        Err(e)
-    }
-}
-
+/// The object ids a pack's index (version 2) lists, read without loading
+/// the pack.
 fn pack_index_ids(path: &Path) -> std::io::Result<Vec<git2::Oid>> {
     use std::io::Read;
     let bad = || std::io::Error::other("not a version 2 pack index");

@@ -210,17 +210,11 @@ fn a_first_fetch_from_a_local_repo_takes_its_packs_as_they_are() {
         "the source's pack is indexed as it is: {mirrored:?}"
     );
     let fsck = || {
-        let out = Command::new("git")
-            .arg("--git-dir")
-            .arg(&mirror)
-            .args(["fsck", "--no-dangling", &head])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        sh(Command::new("git").arg("--git-dir").arg(&mirror).args([
+            "fsck",
+            "--no-dangling",
+            &head,
+        ]));
     };
     fsck();
     assert!(sandbox.reconcile(&repo).ok().stdout.contains("up to date"));

@@ -57,8 +57,8 @@ Version: $version
 Architecture: $arch
 Maintainer: plumb developers <plumb@example.org>
 Installed-Size: $size
-Depends: libc6 (>= 2.36), libssl3
-Recommends: nginx, sqlite3, systemd
+Depends: libc6 (>= 2.36), zlib1g
+Recommends: openssh-client, nginx, sqlite3, systemd
 Suggests: certbot, age
 Section: admin
 Priority: optional

@@ -258,8 +258,8 @@ fn rsync_argv(source: &Path, dest: &str, id: &str, ssh: Option<&[String]>) -> Ve
     argv
 }
 
-/// `ssh` with the host config's key, the target's host key pinned in its
-/// known_hosts, no user configuration, never a prompt, bounded waits.
+/// `ssh` with the host config's key and the target's host key pinned in its
+/// known_hosts ([`crate::spec::remote::ssh_command`]).
 fn ssh_command(files: &SshFiles, port: u16) -> Result<Vec<String>, ProcessError> {
     let missing = |what: &str| ProcessError::User {
         user: "root".into(),
@@ -272,43 +272,10 @@ fn ssh_command(files: &SshFiles, port: u16) -> Result<Vec<String>, ProcessError>
         .known_hosts
         .as_ref()
         .ok_or_else(|| missing("known_hosts"))?;
-    for path in [key, known] {
-        let text = path.display().to_string();
-        if text.contains(['\'', '"', '\\']) || text.chars().any(char::is_whitespace) {
-            return Err(ProcessError::User {
-                user: "root".into(),
-                problem: format!(
-                    "{text:?}: an ssh file for publishing may not contain quotes or spaces"
-                ),
-            });
-        }
-    }
-    Ok([
-        "ssh".to_string(),
-        "-F".into(),
-        "/dev/null".into(),
-        "-p".into(),
-        port.to_string(),
-        "-o".into(),
-        format!("IdentityFile={}", key.display()),
-        "-o".into(),
-        format!("UserKnownHostsFile={}", known.display()),
-        "-o".into(),
-        "GlobalKnownHostsFile=/dev/null".into(),
-        "-o".into(),
-        "StrictHostKeyChecking=yes".into(),
-        "-o".into(),
-        "IdentitiesOnly=yes".into(),
-        "-o".into(),
-        "BatchMode=yes".into(),
-        "-o".into(),
-        "ConnectTimeout=15".into(),
-        "-o".into(),
-        "ServerAliveInterval=15".into(),
-        "-o".into(),
-        "ServerAliveCountMax=4".into(),
-    ]
-    .to_vec())
+    crate::spec::remote::ssh_command(key, known, port).map_err(|problem| ProcessError::User {
+        user: "root".into(),
+        problem: format!("cannot publish over ssh: {problem}"),
+    })
 }
 
 fn sh_quote(value: &str) -> String {

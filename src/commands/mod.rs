@@ -35,9 +35,6 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
     }
     let settings = Settings::resolve(&flags)?;
     trust::check_files(&settings)?;
-    if let Some(remote) = &settings.remote {
-        crate::source::prepare(remote);
-    }
     let host = host_for(&settings);
     #[cfg(feature = "fault-injection")]
     {

@@ -23,6 +23,7 @@ pub mod process;
 mod real;
 mod record;
 mod services;
+pub mod stream;
 mod tree_ops;
 
 use std::io;

@@ -198,7 +198,12 @@ impl Proc {
         if self.confine && cgroup.is_none() {
             warn_unconfined();
         }
-        let mut cmd = self.command(cgroup.as_ref(), writer, writer2);
+        let mut cmd = self.command(
+            cgroup.as_ref(),
+            Stdio::null(),
+            Stdio::from(writer),
+            Stdio::from(writer2),
+        );
         let child = cmd.spawn();
         drop(cmd); // closes our copies of the pipe's write end
         let mut child = match child {
@@ -251,7 +256,32 @@ impl Proc {
         }
     }
 
-    fn command(&self, cgroup: Option<&Cgroup>, out: OwnedFd, err: OwnedFd) -> Command {
+    /// Start it with its stdin and stdout as pipes to talk to, its stderr
+    /// kept for the error, and its deadline as the longest silence allowed
+    /// (never in a cgroup: it lives as long as the conversation).
+    pub fn stream(&self) -> Result<super::stream::Stream, ProcessError> {
+        let command = self.label();
+        let stderr = tempfile::tempfile().map_err(|source| ProcessError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+        let kept = stderr.try_clone().map_err(|source| ProcessError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+        let mut cmd = self.command(None, Stdio::piped(), Stdio::piped(), Stdio::from(stderr));
+        match cmd.spawn() {
+            Ok(child) => Ok(super::stream::Stream::new(
+                command,
+                child,
+                kept,
+                self.timeout,
+            )),
+            Err(source) => Err(self.spawn_failed(command, source)),
+        }
+    }
+
+    fn command(&self, cgroup: Option<&Cgroup>, stdin: Stdio, out: Stdio, err: Stdio) -> Command {
         let (program, args) = self.argv.split_first().expect("argv is not empty");
         let mut cmd = Command::new(program);
         cmd.args(args)
@@ -260,9 +290,9 @@ impl Proc {
             .env("PATH", PATH)
             .env("LANG", "C.UTF-8")
             .env("SHELL", "/bin/sh")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
+            .stdin(stdin)
+            .stdout(out)
+            .stderr(err);
         let (name, home) = match &self.account {
             Some(account) => (account.name.clone(), self.dir.display().to_string()),
             None => ("root".to_string(), "/root".to_string()),

@@ -4,42 +4,21 @@
 //! The fetch looks at nothing inside the repo, so a broken commit can never
 //! stop a host from fetching the fix.
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use git2::{
-    AutotagOption, CertificateCheckStatus, FetchOptions, ObjectType, RemoteCallbacks, Repository,
-    TreeWalkMode, TreeWalkResult,
-};
+use git2::{AutotagOption, FetchOptions, ObjectType, Repository, TreeWalkMode, TreeWalkResult};
 
 use crate::error::{FetchError, InvalidError};
 use crate::spec::settings::Limits;
 use crate::spec::tree::{Blob, BlobError, BlobStore, Entry, Tree};
 
-mod known_hosts;
 pub mod openpgp;
-mod remote;
 pub mod signers;
+mod transport;
 pub mod trust;
 
 use crate::spec::remote::{Remote, normalize_url};
-use remote::{check_host_key, credentials};
-
-/// Prepare libgit2 for fetching from `remote`. Call once, from the main
-/// thread, before any other thread exists and before any other git2 call.
-///
-/// libgit2 initialises OpenSSL on first use and parses the whole system CA
-/// bundle (~15 ms of CPU), which only https fetches need. For every other
-/// transport we point OpenSSL at an empty bundle, which keeps the up-to-date
-/// path at a few milliseconds.
-pub fn prepare(remote: &Remote) {
-    if !remote.url.starts_with("https://") {
-        // SAFETY: called from the single-threaded start of the process, before
-        // anything reads the environment concurrently.
-        unsafe { std::env::set_var("SSL_CERT_FILE", "/dev/null") };
-    }
-}
 
 /// The directory a local URL (a path, or `file://`) names.
 fn local_path(url: &str) -> Option<PathBuf> {
@@ -47,6 +26,28 @@ fn local_path(url: &str) -> Option<PathBuf> {
         return Some(PathBuf::from(path));
     }
     (!url.contains("://") && !crate::spec::remote::is_scp_like(url)).then(|| PathBuf::from(url))
+}
+
+/// The mirror answers to the host config alone: the machine's git
+/// configuration (`/etc/gitconfig`, root's `~/.gitconfig`) is never read,
+/// so nothing there (`url.<base>.insteadOf`, say) can redirect or change a
+/// fetch. It also saves reading those files on every run.
+fn ignore_machine_config() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for level in [
+            git2::ConfigLevel::System,
+            git2::ConfigLevel::XDG,
+            git2::ConfigLevel::Global,
+            git2::ConfigLevel::ProgramData,
+        ] {
+            // SAFETY: once, before the mirror is first opened, from the one
+            // thread that uses git2.
+            if let Err(e) = unsafe { git2::opts::set_search_path(level, "") } {
+                tracing::warn!("cannot keep git from reading the machine's configuration: {e}");
+            }
+        }
+    });
 }
 
 /// The bare mirror of the deploy repo in the state directory.
@@ -58,6 +59,7 @@ pub struct Mirror {
 impl Mirror {
     /// Open the mirror at `path`, creating an empty bare repository if needed.
     pub fn open(path: &Path) -> Result<Mirror, FetchError> {
+        ignore_machine_config();
         let fail = |e: git2::Error| FetchError::Mirror {
             path: path.to_path_buf(),
             message: e.message().to_string(),
@@ -123,6 +125,11 @@ impl Mirror {
                 .map(str::to_string)
                 .collect(),
         };
+        if self.unchanged_local(remote, &wanted)
+            && let Some(commit) = self.resolve(branch)
+        {
+            return Ok(commit);
+        }
         let advertised = match self.fetch_refspecs(remote, &[format!("+{wanted}:{wanted}")]) {
             Err(FetchError::Remote { message, .. })
                 if message.contains("couldn't find remote ref") =>
@@ -137,6 +144,21 @@ impl Mirror {
             return Err(no_branch(&advertised));
         }
         self.resolve(branch).ok_or_else(|| no_branch(&advertised))
+    }
+
+    /// Whether the remote is on this machine and its `wanted` ref names
+    /// what the mirror's already does: then there is nothing to fetch, and
+    /// one ref read replaces the transport's listing and negotiation.
+    fn unchanged_local(&self, remote: &Remote, wanted: &str) -> bool {
+        let Some(path) = local_path(&normalize_url(&remote.url)) else {
+            return false;
+        };
+        let Ok(mine) = self.repo.refname_to_id(wanted) else {
+            return false;
+        };
+        Repository::open(&path)
+            .and_then(|theirs| theirs.refname_to_id(wanted))
+            .is_ok_and(|theirs| theirs == mine)
     }
 
     /// Drop a local ref the remote no longer has.
@@ -393,51 +415,15 @@ impl Mirror {
         {
             tracing::warn!("cannot copy the objects of {}: {e}", path.display());
         }
-        let rejection: RefCell<Option<FetchError>> = RefCell::new(None);
-        let mut callbacks = RemoteCallbacks::new();
-        let mut attempts = 0;
-        callbacks.credentials(|asked_for, user, allowed| {
-            attempts += 1;
-            // Credentials go to the configured server only, never to
-            // another one a redirect or a submodule-like URL names.
-            if remote::host_of(asked_for) != remote::host_of(&url) {
-                return Err(git2::Error::from_str(&format!(
-                    "refusing to send credentials to {asked_for}: not the configured server"
-                )));
-            }
-            if attempts > 4 {
-                return Err(git2::Error::from_str(
-                    "authentication failed: the server refused the credentials",
-                ));
-            }
-            credentials(remote, user, allowed)
-        });
-        callbacks.certificate_check(|cert, _host| {
-            let Some(hostkey) = cert.as_hostkey() else {
-                // TLS: let libgit2 verify the chain against the system CAs.
-                return Ok(CertificateCheckStatus::CertificatePassthrough);
-            };
-            let blob = hostkey.hostkey().unwrap_or_default();
-            let key_type = hostkey
-                .hostkey_type()
-                .map(|t| t.name().to_string())
-                .unwrap_or_else(|| "unknown".into());
-            match check_host_key(remote, &url, blob, &key_type) {
-                Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
-                Err(error) => {
-                    let message = error.to_string();
-                    *rejection.borrow_mut() = Some(error);
-                    Err(git2::Error::from_str(&message))
-                }
-            }
-        });
+        // ssh and https go through plumb's transports, which take the
+        // remote's key, pinned host keys and token from here.
+        let active = transport::activate(remote);
         let mut options = FetchOptions::new();
-        options.remote_callbacks(callbacks);
         options.download_tags(AutotagOption::None);
         // plumb reads the refs it fetched into, never FETCH_HEAD: not
         // writing it saves two file writes on every run.
         options.update_fetchhead(false);
-        // An https server may not send plumb (and its token) elsewhere.
+        // An http server may not send plumb elsewhere (https: see transport).
         options.follow_redirects(git2::RemoteRedirect::None);
         let fetched = self.repo.remote_anonymous(&url).and_then(|mut r| {
             r.fetch(refspecs, Some(&mut options), None)?;
@@ -446,12 +432,10 @@ impl Mirror {
         drop(options);
         match fetched {
             Ok(advertised) => Ok(advertised),
-            Err(e) => Err(rejection
-                .into_inner()
-                .unwrap_or_else(|| FetchError::Remote {
-                    remote: remote.shown(),
-                    message: e.message().to_string(),
-                })),
+            Err(e) => Err(active.rejection().unwrap_or_else(|| FetchError::Remote {
+                remote: remote.shown(),
+                message: e.message().to_string(),
+            })),
         }
     }
 

@@ -2,7 +2,7 @@
 //! credential files, and what can be read off a URL (host, port, whether it
 //! is a local path). Pure data; `source` does the fetching.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where to fetch from and with which credentials.
 #[derive(Debug, Clone, Default)]
@@ -75,6 +75,57 @@ pub fn ssh_host_port(url: &str) -> Option<(String, u16)> {
     Some((host, parsed.port().unwrap_or(22)))
 }
 
+/// `ssh` as plumb runs it, to fetch or to publish: the host config's key
+/// only, host keys pinned in `known_hosts` (never learned, never updated),
+/// no user or system configuration, no agent, no forwarding, never a
+/// prompt, bounded waits. The destination and command follow.
+///
+/// ssh splits option values at whitespace and expands `%` and `~` in file
+/// names, so each path must be absolute and free of those (and of quotes).
+pub fn ssh_command(key: &Path, known_hosts: &Path, port: u16) -> Result<Vec<String>, String> {
+    for path in [key, known_hosts] {
+        let text = path.display().to_string();
+        if !path.is_absolute()
+            || text.contains(['\'', '"', '\\', '%', '~'])
+            || text.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "{text:?}: a file ssh reads must be an absolute path without spaces, quotes, `%` or `~`"
+            ));
+        }
+    }
+    let mut argv = vec![
+        "ssh".to_string(),
+        "-F".into(),
+        "/dev/null".into(),
+        "-p".into(),
+        port.to_string(),
+    ];
+    for option in [
+        format!("IdentityFile={}", key.display()),
+        "IdentitiesOnly=yes".into(),
+        "IdentityAgent=none".into(),
+        format!("UserKnownHostsFile={}", known_hosts.display()),
+        "GlobalKnownHostsFile=/dev/null".into(),
+        "StrictHostKeyChecking=yes".into(),
+        "UpdateHostKeys=no".into(),
+        "CheckHostIP=no".into(),
+        "BatchMode=yes".into(),
+        "ForwardAgent=no".into(),
+        "ForwardX11=no".into(),
+        "ClearAllForwardings=yes".into(),
+        "PermitLocalCommand=no".into(),
+        "ControlMaster=no".into(),
+        "ControlPath=none".into(),
+        "ConnectTimeout=15".into(),
+        "ServerAliveInterval=15".into(),
+        "ServerAliveCountMax=4".into(),
+    ] {
+        argv.extend(["-o".to_string(), option]);
+    }
+    Ok(argv)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +144,32 @@ mod tests {
             ssh_host_port("ssh://[::1]:2200/r"),
             Some(("::1".into(), 2200))
         );
+    }
+
+    #[test]
+    fn ssh_gets_only_files_it_cannot_split_or_expand() {
+        let key = Path::new("/etc/plumb/id_ed25519");
+        let argv = ssh_command(key, Path::new("/etc/plumb/known_hosts"), 2222).unwrap();
+        assert_eq!(argv[..5], ["ssh", "-F", "/dev/null", "-p", "2222"]);
+        for option in [
+            "IdentityFile=/etc/plumb/id_ed25519",
+            "UserKnownHostsFile=/etc/plumb/known_hosts",
+            "StrictHostKeyChecking=yes",
+            "BatchMode=yes",
+            "IdentityAgent=none",
+        ] {
+            assert!(argv.iter().any(|a| a == option), "{option} in {argv:?}");
+        }
+        for bad in [
+            "/etc/plumb/my key",
+            "/etc/plumb/%h",
+            "~/.ssh/id",
+            "relative/key",
+            "/etc/plumb/a'b",
+            "/etc/plumb/a\nb",
+        ] {
+            let error = ssh_command(Path::new(bad), Path::new("/etc/plumb/known_hosts"), 22);
+            assert!(error.is_err(), "{bad:?} is refused");
+        }
     }
 }

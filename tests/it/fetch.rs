@@ -23,6 +23,40 @@ fn fetches_from_a_file_url() {
 }
 
 #[test]
+fn the_machines_git_configuration_cannot_redirect_the_fetch() {
+    let real = GitRepo::example();
+    let decoy = GitRepo::example();
+    decoy.write("templates/decoy.txt", "decoy\n");
+    let decoy_head = decoy.commit("decoy");
+    let home = TempDir::new().unwrap();
+    let url = format!("file://{}", real.path().display());
+    // What root's ~/.gitconfig (or /etc/gitconfig) could say: fetch
+    // something else whenever this URL is named.
+    fs::write(
+        home.path().join(".gitconfig"),
+        format!(
+            "[url \"file://{}\"]\n\tinsteadOf = {url}\n",
+            decoy.path().display()
+        ),
+    )
+    .unwrap();
+    let sandbox = Sandbox::new();
+    let run = sandbox
+        .command(&["reconcile", "--once", "--repo", &url])
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    let deployed = sandbox.state()["deployed"]["commit"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(deployed, real.git(&["rev-parse", "HEAD"]).trim());
+    assert_ne!(deployed, decoy_head);
+}
+
+#[test]
 fn fetches_a_sub_path_and_a_branch_from_a_bare_remote() {
     let work = GitRepo::new();
     work.write("README", "monorepo\n");

@@ -456,6 +456,10 @@ pub fn self_signed(dir: &Path, name: &str) {
             &format!("/CN={name}"),
             "-addext",
             &format!("subjectAltName={san}"),
+            // A server's own certificate, not a CA's: rustls (like browsers)
+            // refuses a CA certificate presented as a server's.
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
         ])
         .arg("-keyout")
         .arg(dir.join("key.pem"))

@@ -127,7 +127,7 @@ fn fetches_over_https_with_a_token_and_refuses_a_wrong_one_or_an_untrusted_certi
             "--config",
             config.to_str().unwrap(),
         ]);
-        // The machine-wide GIT_SSL_CAINFO is git's, not libgit2's: trust is OpenSSL's.
+        // The machine-wide GIT_SSL_CAINFO is git's: plumb (rustls) reads SSL_CERT_FILE.
         cmd.env("SSL_CERT_FILE", ca).env_remove("GIT_SSL_CAINFO");
         let out = cmd.output().unwrap();
         (
@@ -180,6 +180,7 @@ fn an_https_server_cannot_redirect_the_fetch_and_its_token_elsewhere() {
         ])
         .args(["-subj", "/CN=127.0.0.1"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(t.join("key.pem"))
         .arg("-out")

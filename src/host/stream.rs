@@ -1,0 +1,198 @@
+//! A process plumb talks to while it runs (git's ssh transport): its stdin
+//! and stdout are the conversation, its stderr is kept for the error, and a
+//! silence longer than its deadline ends it.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ChildStdin, ChildStdout};
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use wait_timeout::ChildExt;
+
+use super::process::{OUTPUT_CAP, ProcessError};
+
+/// How long a process that closed its stdout may take to exit.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// A running process with pipes to its stdin and stdout ([`super::process::Proc::stream`]).
+/// Dropping it kills what is left of its process group.
+pub struct Stream {
+    command: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+    stderr: File,
+    silence: Duration,
+}
+
+impl Stream {
+    pub(super) fn new(
+        command: String,
+        mut child: Child,
+        stderr: File,
+        silence: Duration,
+    ) -> Stream {
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        Stream {
+            command,
+            child,
+            stdin,
+            stdout,
+            stderr,
+            silence,
+        }
+    }
+
+    /// Wait for the process to exit after its stdout closed, and say how
+    /// it ended; the error holds what it printed on stderr.
+    pub fn finish(&mut self) -> Result<(), ProcessError> {
+        self.stdin = None;
+        let status = match self.child.wait_timeout(EXIT_GRACE) {
+            Ok(Some(status)) => status,
+            Ok(None) => {
+                self.kill();
+                return Err(ProcessError::Timeout {
+                    command: self.command.clone(),
+                    seconds: EXIT_GRACE.as_secs(),
+                    output: self.stderr_text(),
+                });
+            }
+            Err(source) => {
+                return Err(ProcessError::Spawn {
+                    command: self.command.clone(),
+                    source,
+                });
+            }
+        };
+        match (status.code(), status.signal()) {
+            (Some(0), _) => Ok(()),
+            (Some(code), _) => Err(ProcessError::Exit {
+                command: self.command.clone(),
+                code,
+                output: self.stderr_text(),
+            }),
+            (None, signal) => Err(ProcessError::Signal {
+                command: self.command.clone(),
+                signal: signal.unwrap_or(0),
+                output: self.stderr_text(),
+            }),
+        }
+    }
+
+    /// What it printed on stderr so far (the first [`OUTPUT_CAP`] bytes).
+    pub fn stderr_text(&mut self) -> String {
+        let mut bytes = Vec::new();
+        let _ = self.stderr.rewind();
+        let _ = (&mut self.stderr)
+            .take(OUTPUT_CAP as u64)
+            .read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn kill(&mut self) {
+        // setsid made it the leader of its own process group.
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let timeout = PollTimeout::try_from(self.silence).unwrap_or(PollTimeout::MAX);
+        loop {
+            let mut fds = [PollFd::new(self.stdout.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "`{}` sent nothing for {}s",
+                            self.command,
+                            self.silence.as_secs()
+                        ),
+                    ));
+                }
+                Ok(_) => return self.stdout.read(buf),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.stdin {
+            Some(stdin) => stdin.write(buf),
+            None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "stdin is closed")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.stdin {
+            Some(stdin) => stdin.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // A process that is done exits once its stdin closes; give it a
+        // moment, then stop whatever is left.
+        self.stdin = None;
+        if !matches!(
+            self.child.wait_timeout(Duration::from_millis(200)),
+            Ok(Some(_))
+        ) {
+            self.kill();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::process::Proc;
+
+    fn sh(script: &str) -> Proc {
+        Proc::new(&["/bin/sh".into(), "-c".into(), script.into()])
+    }
+
+    #[test]
+    fn talks_to_a_process_and_reports_how_it_ended_with_its_stderr() {
+        let mut stream = sh("read line; echo \"got $line\"; echo oops >&2; exit 3")
+            .stream()
+            .unwrap();
+        stream.write_all(b"hello\n").unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "got hello\n");
+        match stream.finish() {
+            Err(ProcessError::Exit {
+                code: 3, output, ..
+            }) => assert_eq!(output, "oops\n"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_silent_process_times_out_instead_of_hanging() {
+        let mut stream = sh("sleep 30")
+            .timeout(Duration::from_millis(200))
+            .stream()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let error = stream.read(&mut [0u8; 16]).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(error.to_string().contains("sent nothing"), "{error}");
+        drop(stream);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

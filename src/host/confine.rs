@@ -134,8 +134,15 @@ fn own_dir() -> Option<&'static Path> {
     .as_deref()
 }
 
-/// Where the cgroup2 (unified) hierarchy is mounted.
+/// Where the cgroup2 (unified) hierarchy is mounted: where systemd puts
+/// it (a `statfs` each), else wherever mountinfo says.
 fn cgroup2_mount() -> Option<PathBuf> {
+    use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
+    for usual in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        if statfs(usual).is_ok_and(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC) {
+            return Some(PathBuf::from(usual));
+        }
+    }
     let mounts = fs::read_to_string("/proc/self/mountinfo").ok()?;
     mounts.lines().find_map(|line| {
         // "... mount-point options - fstype source super-options"

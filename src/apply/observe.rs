@@ -134,7 +134,7 @@ pub fn observe(
             release: d.release.clone(),
             fingerprint: d.fingerprint.clone(),
         }),
-        owned: state.owned.clone(),
+        owned: (*state.owned).clone(),
         paths,
         link_targets,
         tampered: inspection.tampered,

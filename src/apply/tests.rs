@@ -166,7 +166,7 @@ fn assert_on(host: &MemoryHost, id: &str, commit: &str) {
     );
     let info = release::load(host, &layout, id).expect("a complete release");
     let managed: BTreeSet<PathBuf> = info.managed().collect();
-    assert_eq!(state.owned, managed);
+    assert_eq!(*state.owned, managed);
     for path in &managed {
         assert_eq!(
             files.read_link(path).unwrap(),

@@ -137,7 +137,7 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
                 && d.release == plan.release
                 && d.fingerprint == plan.fingerprint
         }) && plan.records().all(|r| match r {
-            crate::plan::state::StateChange::Owned(o) => *o == store.state.owned,
+            crate::plan::state::StateChange::Owned(o) => *o == *store.state.owned,
             _ => true,
         });
         if recorded || options.dry_run {

@@ -12,6 +12,7 @@ pub mod action;
 mod hooks;
 mod links;
 pub mod observed;
+pub mod owned;
 pub mod release;
 pub mod state;
 mod undo;

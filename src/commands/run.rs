@@ -46,8 +46,11 @@ impl World for Real {
         let mut run = Proc::new(&argv)
             .env(TRIGGER_VAR, trigger.as_str())
             .timeout(RUN_TIMEOUT);
-        if let Ok(filter) = std::env::var("RUST_LOG") {
-            run = run.env("RUST_LOG", &filter);
+        // The log filter, and where https fetches find their CAs.
+        for name in ["RUST_LOG", "SSL_CERT_FILE", "SSL_CERT_DIR"] {
+            if let Ok(value) = std::env::var(name) {
+                run = run.env(name, &value);
+            }
         }
         let ended = tokio::task::spawn_blocking(move || run.run()).await;
         let (outcome, output) = match ended {

@@ -261,20 +261,19 @@ impl Proc {
     /// (never in a cgroup: it lives as long as the conversation).
     pub fn stream(&self) -> Result<super::stream::Stream, ProcessError> {
         let command = self.label();
-        let stderr = tempfile::tempfile().map_err(|source| ProcessError::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-        let kept = stderr.try_clone().map_err(|source| ProcessError::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-        let mut cmd = self.command(None, Stdio::piped(), Stdio::piped(), Stdio::from(stderr));
-        match cmd.spawn() {
+        let (reader, writer) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ProcessError::Spawn {
+                command: command.clone(),
+                source: e.into(),
+            })?;
+        let mut cmd = self.command(None, Stdio::piped(), Stdio::piped(), Stdio::from(writer));
+        let child = cmd.spawn();
+        drop(cmd); // closes our copy of the pipe's write end
+        match child {
             Ok(child) => Ok(super::stream::Stream::new(
                 command,
                 child,
-                kept,
+                read_capped(reader),
                 self.timeout,
             )),
             Err(source) => Err(self.spawn_failed(command, source)),
@@ -366,7 +365,7 @@ fn warn_unconfined() {
 }
 
 /// Read the pipe on a thread, keeping the last `OUTPUT_CAP` bytes.
-fn read_capped(reader: OwnedFd) -> mpsc::Receiver<(Vec<u8>, u64)> {
+pub(super) fn read_capped(reader: OwnedFd) -> mpsc::Receiver<(Vec<u8>, u64)> {
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
         let mut file = std::fs::File::from(reader);
@@ -395,7 +394,7 @@ fn read_capped(reader: OwnedFd) -> mpsc::Receiver<(Vec<u8>, u64)> {
 
 /// The output, once the pipe closed (every writer gone). A writer that
 /// escaped the kill may hold it open: then give up after a moment.
-fn collect(receiver: &mpsc::Receiver<(Vec<u8>, u64)>, timed_out: bool) -> Output {
+pub(super) fn collect(receiver: &mpsc::Receiver<(Vec<u8>, u64)>, timed_out: bool) -> Output {
     let wait = if timed_out {
         Duration::from_millis(500)
     } else {

@@ -1,18 +1,18 @@
 //! A process plumb talks to while it runs (git's ssh transport): its stdin
-//! and stdout are the conversation, its stderr is kept for the error, and a
-//! silence longer than its deadline ends it.
+//! and stdout are the conversation, the end of its stderr is kept for the
+//! error, and a silence longer than its deadline, either way, ends it.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, Write};
-use std::os::fd::AsFd;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, ChildStdout};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use wait_timeout::ChildExt;
 
-use super::process::{OUTPUT_CAP, ProcessError};
+use super::process::{ProcessError, collect};
 
 /// How long a process that closed its stdout may take to exit.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
@@ -24,7 +24,7 @@ pub struct Stream {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: ChildStdout,
-    stderr: File,
+    stderr: mpsc::Receiver<(Vec<u8>, u64)>,
     silence: Duration,
 }
 
@@ -32,7 +32,7 @@ impl Stream {
     pub(super) fn new(
         command: String,
         mut child: Child,
-        stderr: File,
+        stderr: mpsc::Receiver<(Vec<u8>, u64)>,
         silence: Duration,
     ) -> Stream {
         let stdin = child.stdin.take();
@@ -83,14 +83,40 @@ impl Stream {
         }
     }
 
-    /// What it printed on stderr so far (the first [`OUTPUT_CAP`] bytes).
-    pub fn stderr_text(&mut self) -> String {
-        let mut bytes = Vec::new();
-        let _ = self.stderr.rewind();
-        let _ = (&mut self.stderr)
-            .take(OUTPUT_CAP as u64)
-            .read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
+    /// The end of what it printed on stderr, once it exited, with control
+    /// characters (what a server could send to a terminal) escaped.
+    fn stderr_text(&mut self) -> String {
+        let mut text = String::new();
+        for c in collect(&self.stderr, false).text.chars() {
+            match c {
+                '\n' | '\t' => text.push(c),
+                c if c.is_control() => text.extend(c.escape_default()),
+                c => text.push(c),
+            }
+        }
+        text
+    }
+
+    /// Wait until `fd` is ready for `flags`; an error after the silence limit.
+    fn ready(&self, fd: BorrowedFd<'_>, flags: PollFlags) -> io::Result<()> {
+        let timeout = PollTimeout::try_from(self.silence).unwrap_or(PollTimeout::MAX);
+        loop {
+            match poll(&mut [PollFd::new(fd, flags)], timeout) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "`{}` was silent for {}s",
+                            self.command,
+                            self.silence.as_secs()
+                        ),
+                    ));
+                }
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     fn kill(&mut self) {
@@ -104,34 +130,18 @@ impl Stream {
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let timeout = PollTimeout::try_from(self.silence).unwrap_or(PollTimeout::MAX);
-        loop {
-            let mut fds = [PollFd::new(self.stdout.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, timeout) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "`{}` sent nothing for {}s",
-                            self.command,
-                            self.silence.as_secs()
-                        ),
-                    ));
-                }
-                Ok(_) => return self.stdout.read(buf),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.ready(self.stdout.as_fd(), PollFlags::POLLIN)?;
+        self.stdout.read(buf)
     }
 }
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.stdin {
-            Some(stdin) => stdin.write(buf),
-            None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "stdin is closed")),
-        }
+        let Some(stdin) = &self.stdin else {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "stdin is closed"));
+        };
+        self.ready(stdin.as_fd(), PollFlags::POLLOUT)?;
+        self.stdin.as_mut().expect("checked above").write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -167,7 +177,7 @@ mod tests {
 
     #[test]
     fn talks_to_a_process_and_reports_how_it_ended_with_its_stderr() {
-        let mut stream = sh("read line; echo \"got $line\"; echo oops >&2; exit 3")
+        let mut stream = sh(r"read line; echo got $line; printf 'oops\033[2J\000\n' >&2; exit 3")
             .stream()
             .unwrap();
         stream.write_all(b"hello\n").unwrap();
@@ -177,7 +187,10 @@ mod tests {
         match stream.finish() {
             Err(ProcessError::Exit {
                 code: 3, output, ..
-            }) => assert_eq!(output, "oops\n"),
+            }) => {
+                // What a server prints reaches no terminal (nor git2's C strings) raw.
+                assert_eq!(output, "oops\\u{1b}[2J\\u{0}\n")
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -191,7 +204,7 @@ mod tests {
         let started = std::time::Instant::now();
         let error = stream.read(&mut [0u8; 16]).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
-        assert!(error.to_string().contains("sent nothing"), "{error}");
+        assert!(error.to_string().contains("was silent for"), "{error}");
         drop(stream);
         assert!(started.elapsed() < Duration::from_secs(5));
     }

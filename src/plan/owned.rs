@@ -27,10 +27,9 @@ impl Deref for Owned {
 
     fn deref(&self) -> &BTreeSet<PathBuf> {
         self.set.get_or_init(|| match &self.raw {
-            // Checked to be an array of strings when read: cannot fail.
             Some(raw) => serde_json::from_str::<Vec<PathBuf>>(raw.get())
                 .map(BTreeSet::from_iter)
-                .unwrap_or_default(),
+                .expect("checked to be an array of strings when read"),
             None => BTreeSet::new(),
         })
     }

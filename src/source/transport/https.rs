@@ -91,6 +91,8 @@ fn agent() -> Result<Agent, String> {
     Ok(Agent::config_builder()
         .tls_config(tls)
         .max_redirects(0)
+        // As libgit2 did: no proxy from the environment, direct to the server.
+        .proxy(None)
         .http_status_as_error(false)
         .user_agent(concat!("git/2.0 (plumb ", env!("CARGO_PKG_VERSION"), ")"))
         .timeout_connect(Some(Duration::from_secs(30)))
@@ -129,11 +131,16 @@ impl HttpsStream {
             }
             request.call()
         };
-        let response = result.map_err(|e| match e {
-            ureq::Error::Tls(_) | ureq::Error::Rustls(_) => {
-                format!("TLS with the server failed, is its certificate trusted? {e}")
+        let response = result.map_err(|e| {
+            let text = e.to_string();
+            if text.contains("certificate") {
+                format!(
+                    "{text} (the server's certificate must chain to a CA in the system's bundle, \
+                     or in SSL_CERT_FILE)"
+                )
+            } else {
+                text
             }
-            e => e.to_string(),
         })?;
         let status = response.status().as_u16();
         let header = |name: &str| {

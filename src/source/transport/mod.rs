@@ -63,7 +63,10 @@ impl Active {
 
 impl Drop for Active {
     fn drop(&mut self) {
-        *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+        if active.as_ref().is_some_and(|a| Arc::ptr_eq(a, &self.0)) {
+            *active = None;
+        }
     }
 }
 

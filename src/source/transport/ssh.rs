@@ -79,7 +79,11 @@ impl Target {
                 (authority, path.to_string())
             }
             None => {
-                let colon = url.find(':').ok_or_else(|| invalid("no host"))?;
+                // `[::1]:path`: the colon after the brackets.
+                let colon = match url.find("]:") {
+                    Some(close) => close + 1,
+                    None => url.find(':').ok_or_else(|| invalid("no host"))?,
+                };
                 (&url[..colon], url[colon + 1..].to_string())
             }
         };
@@ -110,12 +114,15 @@ impl Target {
                 || value
                     .chars()
                     .any(|c| c.is_whitespace() || c.is_control() || "@/'\"\\`$;&|<>".contains(c))
+                || (what == "user" && value.contains(':'))
             {
                 return Err(invalid(&format!("a bad {what} {value:?}")));
             }
         }
-        if path.is_empty() || path.chars().any(char::is_control) {
-            return Err(invalid("no path, or control characters in it"));
+        if path.is_empty() || path.starts_with('-') || path.chars().any(char::is_control) {
+            return Err(invalid(
+                "no path, a path starting with `-`, or control characters in it",
+            ));
         }
         Ok(Target {
             user: user.to_string(),
@@ -161,7 +168,11 @@ fn argv(context: &Context, target: &Target) -> Result<Vec<String>, String> {
         target.user.clone(),
         "--".into(),
         target.host.clone(),
-        format!("git-upload-pack '{}'", target.path.replace('\'', r"'\''")),
+        // Quoted as git quotes it: `'` and `!` (for csh) outside the quotes.
+        format!(
+            "git-upload-pack '{}'",
+            target.path.replace('\'', r"'\''").replace('!', r"'\!'")
+        ),
     ]);
     Ok(argv)
 }
@@ -181,7 +192,12 @@ impl SshStream {
             | ProcessError::Timeout { output, .. } => output.clone(),
             _ => String::new(),
         };
-        let message = match refused_host_key(&stderr) {
+        // ssh's own failures exit 255; anything else is what the server said.
+        let refused = match &error {
+            ProcessError::Exit { code: 255, .. } => refused_host_key(&stderr),
+            _ => None,
+        };
+        let message = match refused {
             Some((key_type, fingerprint, reason)) => {
                 let reason = match &self.context.remote.known_hosts {
                     None => NO_KNOWN_HOSTS,
@@ -231,20 +247,29 @@ impl Write for SshStream {
     }
 }
 
-/// What ssh (or the server's git) said, without ssh's debug lines.
+/// What ssh (or the server's git) said, without ssh's debug output.
 fn said(stderr: &str) -> String {
+    const CHATTER: [&str; 5] = [
+        "debug1:",
+        "OpenSSH_",
+        "Authenticated to ",
+        "Transferred: ",
+        "Bytes per second: ",
+    ];
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("debug1:") && !l.starts_with("OpenSSH_"))
+        .filter(|l| !l.is_empty() && !CHATTER.iter().any(|c| l.starts_with(c)))
         .collect();
     lines[lines.len().saturating_sub(6)..].join("; ")
 }
 
 const NO_KNOWN_HOSTS: &str = "and there is no known_hosts file (/etc/plumb/known_hosts is read when it exists; ssh.known_hosts in the host config names another)";
 
-/// The key ssh refused and why, from its stderr at LogLevel DEBUG1.
+/// The key ssh refused and why, from its stderr at LogLevel DEBUG1: only
+/// what ssh printed before the server could print anything.
 fn refused_host_key(stderr: &str) -> Option<(String, String, &'static str)> {
+    let stderr = stderr.split("\nAuthenticated to ").next().unwrap_or(stderr);
     let reason = if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
         || stderr.contains("has changed and you have requested strict checking")
     {
@@ -260,7 +285,11 @@ fn refused_host_key(stderr: &str) -> Option<(String, String, &'static str)> {
     };
     let offered = stderr
         .lines()
-        .find_map(|l| l.split_once("Server host key: ").map(|(_, key)| key))
+        .find_map(|l| {
+            l.split_once("Server host key: ")
+                .or_else(|| l.split_once("Server host certificate: "))
+                .map(|(_, key)| key)
+        })
         .unwrap_or("an unknown key");
     let (key_type, fingerprint) = offered.split_once(' ').unwrap_or((offered, ""));
     Some((key_type.to_string(), fingerprint.trim().to_string(), reason))
@@ -300,6 +329,7 @@ mod tests {
                 "git@example.org:ops/deploy.git",
                 target("git", "example.org", 22, "ops/deploy.git"),
             ),
+            ("git@[::1]:ops/r.git", target("git", "::1", 22, "ops/r.git")),
         ];
         for (url, want) in cases {
             assert_eq!(Target::parse(url), Ok(want), "{url}");
@@ -319,6 +349,8 @@ mod tests {
             "ssh://git@host/r\nrm -rf /",
             "ssh://git@host:99999/r",
             "ssh://git@host",
+            "ssh://git:secret@host/r",
+            "git@host:-oops",
             "-oProxyCommand=x:r",
         ] {
             assert!(Target::parse(url).is_err(), "{url:?} is refused");
@@ -332,10 +364,10 @@ mod tests {
             },
             rejection: Default::default(),
         };
-        let argv = argv(&context, &target("git", "h", 22, "/r/it's.git")).unwrap();
+        let argv = argv(&context, &target("git", "h", 22, "/r/it's!.git")).unwrap();
         assert_eq!(
             argv[argv.len() - 3..],
-            ["--", "h", r"git-upload-pack '/r/it'\''s.git'"]
+            ["--", "h", r"git-upload-pack '/r/it'\''s'\!'.git'"]
         );
         assert!(argv.contains(&"UserKnownHostsFile=/dev/null".to_string()));
     }
@@ -368,6 +400,11 @@ mod tests {
             debug1: Authentications that can continue: publickey\n\
             git@127.0.0.1: Permission denied (publickey).\n";
         assert_eq!(refused_host_key(denied), None);
+        // What the server prints after the login is not ssh's verdict.
+        let hook = "debug1: Server host key: ssh-ed25519 SHA256:xyz\n\
+            Authenticated to h ([h]:22) using \"publickey\".\n\
+            Host key verification failed.\n";
+        assert_eq!(refused_host_key(hook), None);
         assert_eq!(
             said(denied),
             "git@127.0.0.1: Permission denied (publickey)."

@@ -14,7 +14,12 @@ runs=${RUNS:-100}
 
 work=$(mktemp -d)
 chmod 755 "$work"   # app builds run as an unprivileged user, who must reach the release
-trap 'rm -rf "$work"' EXIT
+# On a host /run is a tmpfs, and the up-to-date check's index lives there:
+# so is the sandbox's run/ (under /dev/shm).
+shm=$(mktemp -d /dev/shm/plumb-bench.XXXXXX)
+trap 'rm -rf "$work" "$shm"' EXIT
+mkdir -p "$work/root"
+ln -s "$shm" "$work/root/run"
 git init -q -b main "$work/src"
 cp -r deploy-repo-example/. "$work/src/"
 git -C "$work/src" add -A

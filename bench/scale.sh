@@ -23,7 +23,10 @@ fi
 cases=${CASES:-files big mirror fetch}
 work=$(mktemp -d)
 chmod 755 "$work"
-trap 'rm -rf "$work"' EXIT
+# On a host /run is a tmpfs, and the up-to-date check's index lives there:
+# each sandbox's run/ is one too (under /dev/shm).
+shm=$(mktemp -d /dev/shm/plumb-bench.XXXXXX)
+trap 'rm -rf "$work" "$shm"' EXIT
 
 ms() { python3 -c 'import json,sys; print("%.1f" % (json.load(open(sys.argv[1]))["results"][0]["median"] * 1000))' "$1"; }
 git_in() { git -C "$1" -c user.email=bench@example.org -c user.name=bench "${@:2}"; }
@@ -36,6 +39,8 @@ setup() {
     git clone -q --bare "$1/src" "$1/remote.git"
     git -C "$1/remote.git" config receive.autogc false
     git -C "$1/src" remote add origin "$1/remote.git"
+    mkdir -p "$1/root" "$shm/${1##*/}"
+    ln -s "$shm/${1##*/}" "$1/root/run"
     reconcile="$PLUMB reconcile --once --repo $1/remote.git --root $1/root --hostname bench"
 }
 

@@ -67,7 +67,17 @@ struct Target {
 
 impl Target {
     fn parse(url: &str) -> Result<Target, String> {
-        let invalid = |why: &str| format!("{url:?} is not an ssh URL plumb can use: {why}");
+        // A password in the URL never reaches a message.
+        let shown = match url.split_once("://") {
+            Some((scheme, rest)) if rest.split('/').next().is_some_and(|a| a.contains('@')) => {
+                format!(
+                    "{scheme}://…@{}",
+                    rest.split_once('@').map_or(rest, |(_, r)| r)
+                )
+            }
+            _ => url.to_string(),
+        };
+        let invalid = |why: &str| format!("{shown:?} is not an ssh URL plumb can use: {why}");
         let (authority, path) = match url.split_once("://") {
             Some((_, rest)) => {
                 let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -116,7 +126,13 @@ impl Target {
                     .any(|c| c.is_whitespace() || c.is_control() || "@/'\"\\`$;&|<>".contains(c))
                 || (what == "user" && value.contains(':'))
             {
-                return Err(invalid(&format!("a bad {what} {value:?}")));
+                // The user part may hold a password: only the host is shown.
+                let shown = if what == "host" {
+                    format!(" {value:?}")
+                } else {
+                    String::new()
+                };
+                return Err(invalid(&format!("a bad {what}{shown}")));
             }
         }
         if path.is_empty() || path.starts_with('-') || path.chars().any(char::is_control) {
@@ -354,6 +370,7 @@ mod tests {
             "-oProxyCommand=x:r",
         ] {
             assert!(Target::parse(url).is_err(), "{url:?} is refused");
+            assert!(!Target::parse(url).unwrap_err().contains("secret"));
         }
         // A quote in the path stays inside the quoted argument.
         let context = Context {

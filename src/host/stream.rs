@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use wait_timeout::ChildExt;
 
-use super::process::{ProcessError, collect};
+use super::process::{OUTPUT_CAP, ProcessError, collect};
 
 /// How long a process that closed its stdout may take to exit.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
@@ -25,7 +25,26 @@ pub struct Stream {
     stdin: Option<ChildStdin>,
     stdout: ChildStdout,
     stderr: mpsc::Receiver<(Vec<u8>, u64)>,
+    /// What stderr held once the process ended, and whether it was cut.
+    ended: Option<(String, bool)>,
     silence: Duration,
+}
+
+/// `text` with control characters other than newlines and tabs escaped
+/// (`\u{1b}`), and `\r\n` as `\n`: safe for a terminal, a log, and the C
+/// strings of libgit2's errors.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl Stream {
@@ -43,6 +62,7 @@ impl Stream {
             stdin,
             stdout,
             stderr,
+            ended: None,
             silence,
         }
     }
@@ -58,7 +78,7 @@ impl Stream {
                 return Err(ProcessError::Timeout {
                     command: self.command.clone(),
                     seconds: EXIT_GRACE.as_secs(),
-                    output: self.stderr_text(),
+                    output: self.stderr_text(true),
                 });
             }
             Err(source) => {
@@ -73,28 +93,31 @@ impl Stream {
             (Some(code), _) => Err(ProcessError::Exit {
                 command: self.command.clone(),
                 code,
-                output: self.stderr_text(),
+                output: self.stderr_text(false),
             }),
             (None, signal) => Err(ProcessError::Signal {
                 command: self.command.clone(),
                 signal: signal.unwrap_or(0),
-                output: self.stderr_text(),
+                output: self.stderr_text(false),
             }),
         }
     }
 
-    /// The end of what it printed on stderr, once it exited, with control
-    /// characters (what a server could send to a terminal) escaped.
-    fn stderr_text(&mut self) -> String {
-        let mut text = String::new();
-        for c in collect(&self.stderr, false).text.chars() {
-            match c {
-                '\n' | '\t' => text.push(c),
-                c if c.is_control() => text.extend(c.escape_default()),
-                c => text.push(c),
-            }
-        }
-        text
+    /// The end of what it printed on stderr, once it exited (or was
+    /// killed), with control characters escaped.
+    fn stderr_text(&mut self, killed: bool) -> String {
+        let stderr = &self.stderr;
+        let (text, _) = self.ended.get_or_insert_with(|| {
+            let output = collect(stderr, killed);
+            let cut = output.total > OUTPUT_CAP as u64;
+            (escape_controls(&output.text), cut)
+        });
+        text.clone()
+    }
+
+    /// Whether stderr was longer than what was kept of it (its start is gone).
+    pub fn stderr_cut(&self) -> bool {
+        self.ended.as_ref().is_some_and(|(_, cut)| *cut)
     }
 
     /// Wait until `fd` is ready for `flags`; an error after the silence limit.
@@ -141,7 +164,10 @@ impl Write for Stream {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "stdin is closed"));
         };
         self.ready(stdin.as_fd(), PollFlags::POLLOUT)?;
-        self.stdin.as_mut().expect("checked above").write(buf)
+        // A pipe ready for writing takes PIPE_BUF bytes without blocking;
+        // more could wait without end on a reader that stopped reading.
+        let some = &buf[..buf.len().min(nix::libc::PIPE_BUF)];
+        self.stdin.as_mut().expect("checked above").write(some)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -177,7 +203,7 @@ mod tests {
 
     #[test]
     fn talks_to_a_process_and_reports_how_it_ended_with_its_stderr() {
-        let mut stream = sh(r"read line; echo got $line; printf 'oops\033[2J\000\n' >&2; exit 3")
+        let mut stream = sh(r"read line; echo got $line; printf 'oops\033[2J\000\r\n' >&2; exit 3")
             .stream()
             .unwrap();
         stream.write_all(b"hello\n").unwrap();

@@ -434,7 +434,8 @@ impl Mirror {
             Ok(advertised) => Ok(advertised),
             Err(e) => Err(active.rejection().unwrap_or_else(|| FetchError::Remote {
                 remote: remote.shown(),
-                message: e.message().to_string(),
+                // It may quote the server (`remote error: …`).
+                message: crate::host::stream::escape_controls(e.message()),
             })),
         }
     }

@@ -38,7 +38,7 @@ impl Remote {
                 let _ = url.set_username("");
                 url.to_string()
             }
-            _ => self.url.clone(),
+            _ => without_password(&self.url),
         }
     }
 }
@@ -61,18 +61,96 @@ pub fn is_scp_like(url: &str) -> bool {
     }
 }
 
+/// `url` with the `user:password@` of a `scheme://` URL shown as `…@`
+/// (even one the URL parser refuses); a user without a password stays.
+pub fn without_password(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+        if let Some(at) = authority.rfind('@')
+            && authority[..at].contains(':')
+        {
+            return format!("{scheme}://…@{}", &rest[at + 1..]);
+        }
+    }
+    url.to_string()
+}
+
+/// An ssh URL taken apart as git does: `ssh://[user@]host[:port]/path`
+/// (or `git+ssh://`, `ssh+git://`; `/~user/…` is a path in a home) or
+/// the short form `[user@]host:path`, with `[…]` around an IPv6 host.
+/// Nothing is checked here but the shape.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SshUrl<'a> {
+    pub user: Option<&'a str>,
+    pub host: &'a str,
+    pub port: Option<u16>,
+    pub path: &'a str,
+}
+
+impl<'a> SshUrl<'a> {
+    pub fn parse(url: &'a str) -> Result<SshUrl<'a>, &'static str> {
+        let Some((_, rest)) = url.split_once("://") else {
+            // The host starts after the last `@` before the first `:` or `[`.
+            let end = url.find([':', '[']).ok_or("no host")?;
+            let (user, rest) = match url[..end].rfind('@') {
+                Some(at) => (Some(&url[..at]), &url[at + 1..]),
+                None => (None, url),
+            };
+            let (host, path) = match rest.strip_prefix('[') {
+                Some(inner) => {
+                    let (host, after) = inner.split_once(']').ok_or("an unclosed `[`")?;
+                    (
+                        host,
+                        after.strip_prefix(':').ok_or("no `:` after the host")?,
+                    )
+                }
+                None => rest.split_once(':').ok_or("no host")?,
+            };
+            return Ok(SshUrl {
+                user,
+                host,
+                port: None,
+                path,
+            });
+        };
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let path = match path.strip_prefix('/') {
+            Some(home) if home.starts_with('~') => home,
+            _ => path,
+        };
+        let (user, host_port) = match authority.rsplit_once('@') {
+            Some((user, rest)) => (Some(user), rest),
+            None => (None, authority),
+        };
+        let (host, port) = match host_port.strip_prefix('[') {
+            Some(inner) => {
+                let (host, after) = inner.split_once(']').ok_or("an unclosed `[`")?;
+                match after {
+                    "" => (host, None),
+                    after => (host, Some(after.strip_prefix(':').ok_or("junk after `]`")?)),
+                }
+            }
+            None => match host_port.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (host_port, None),
+            },
+        };
+        let port = port
+            .map(|p| p.parse::<u16>().map_err(|_| "a bad port"))
+            .transpose()?;
+        Ok(SshUrl {
+            user,
+            host,
+            port,
+            path,
+        })
+    }
+}
+
 /// Host and port of an ssh URL.
 pub fn ssh_host_port(url: &str) -> Option<(String, u16)> {
-    if is_scp_like(url) {
-        let rest = &url[url.find('@')? + 1..];
-        return Some((rest[..rest.find(':')?].to_string(), 22));
-    }
-    let parsed = url::Url::parse(url).ok()?;
-    let host = parsed
-        .host_str()?
-        .trim_matches(|c| c == '[' || c == ']')
-        .to_string();
-    Some((host, parsed.port().unwrap_or(22)))
+    let parts = SshUrl::parse(url).ok()?;
+    Some((parts.host.to_string(), parts.port.unwrap_or(22)))
 }
 
 /// `ssh` as plumb runs it, to fetch or to publish: the host config's key
@@ -144,6 +222,40 @@ mod tests {
             ssh_host_port("ssh://[::1]:2200/r"),
             Some(("::1".into(), 2200))
         );
+        // Two IPv6 hosts in the short form are two hosts (credentials
+        // follow the host).
+        assert_eq!(
+            ssh_host_port("git@[2001:db8::1]:r"),
+            Some(("2001:db8::1".into(), 22))
+        );
+        assert_ne!(
+            ssh_host_port("git@[2001:db8::1]:r"),
+            ssh_host_port("git@[2001:db8::bad]:r")
+        );
+        assert_eq!(
+            ssh_host_port("git@host:foo]:bar"),
+            Some(("host".into(), 22))
+        );
+    }
+
+    #[test]
+    fn a_password_in_a_url_is_never_shown() {
+        for (url, shown) in [
+            ("ssh://deploy:secret@host:99999/r", "ssh://…@host:99999/r"),
+            ("ssh://u:p@ss@host/r", "ssh://host/r"),
+            ("ssh://u:p@ss@host:99999/r", "ssh://…@host:99999/r"),
+            (
+                "https://x:tok@git.example.org/r.git",
+                "https://git.example.org/r.git",
+            ),
+            ("ssh://git@host/r", "ssh://git@host/r"),
+        ] {
+            let remote = Remote {
+                url: url.into(),
+                ..Remote::default()
+            };
+            assert_eq!(remote.shown(), shown, "{url}");
+        }
     }
 
     #[test]

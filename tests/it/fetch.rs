@@ -160,6 +160,8 @@ fn refuses_an_ssh_server_whose_key_is_not_the_pinned_one() {
         "{}",
         run.stderr
     );
+    // ssh ends its lines with \r\n: no escaped \r reaches the message.
+    assert!(!run.stderr.contains("\\r"), "{}", run.stderr);
     assert!(!sandbox.state_dir().join("current").exists());
 
     // An empty known_hosts: no trust on first use.

@@ -13,6 +13,7 @@ use ureq::Agent;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
 use super::{Context, fetch_only};
+use crate::host::stream::escape_controls;
 
 /// The most a request of plumb's may hold (the wants and haves of a fetch).
 const MAX_REQUEST: usize = 64 * 1024 * 1024;
@@ -224,7 +225,12 @@ fn authorization(context: &Context, url: &url::Url) -> Result<Option<String>, St
 impl Read for HttpsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.response.is_none() {
-            self.response = Some(self.send().map_err(io::Error::other)?);
+            // What the server (or its certificate) said reaches libgit2's C
+            // strings: escaped.
+            let sent = self
+                .send()
+                .map_err(|e| io::Error::other(escape_controls(&e)))?;
+            self.response = Some(sent);
         }
         self.response.as_mut().expect("sent above").read(buf)
     }

@@ -14,7 +14,7 @@ use super::{Context, fetch_only};
 use crate::error::FetchError;
 use crate::host::process::{Proc, ProcessError};
 use crate::host::stream::Stream;
-use crate::spec::remote::ssh_command;
+use crate::spec::remote::{SshUrl, ssh_command, without_password};
 use crate::spec::settings::KNOWN_HOSTS;
 
 /// The longest the server may stay silent during a fetch.
@@ -68,55 +68,20 @@ struct Target {
 impl Target {
     fn parse(url: &str) -> Result<Target, String> {
         // A password in the URL never reaches a message.
-        let shown = match url.split_once("://") {
-            Some((scheme, rest)) if rest.split('/').next().is_some_and(|a| a.contains('@')) => {
-                format!(
-                    "{scheme}://…@{}",
-                    rest.split_once('@').map_or(rest, |(_, r)| r)
-                )
-            }
-            _ => url.to_string(),
+        let invalid = |why: &str| {
+            format!(
+                "{:?} is not an ssh URL plumb can use: {why}",
+                without_password(url)
+            )
         };
-        let invalid = |why: &str| format!("{shown:?} is not an ssh URL plumb can use: {why}");
-        let (authority, path) = match url.split_once("://") {
-            Some((_, rest)) => {
-                let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                // `ssh://host/~user/repo` names a path in a home, as in git.
-                let path = match path.strip_prefix('/') {
-                    Some(home) if home.starts_with('~') => home,
-                    _ => path,
-                };
-                (authority, path.to_string())
-            }
-            None => {
-                // `[::1]:path`: the colon after the brackets.
-                let colon = match url.find("]:") {
-                    Some(close) => close + 1,
-                    None => url.find(':').ok_or_else(|| invalid("no host"))?,
-                };
-                (&url[..colon], url[colon + 1..].to_string())
-            }
-        };
-        let (user, host_port) = match authority.rsplit_once('@') {
-            Some((user, rest)) => (Some(user), rest),
-            None => (None, authority),
-        };
-        let (host, port) = match host_port.strip_prefix('[') {
-            Some(bracketed) => {
-                let (host, rest) = bracketed
-                    .split_once(']')
-                    .ok_or_else(|| invalid("an unclosed `[`"))?;
-                (host, rest.strip_prefix(':'))
-            }
-            None => match host_port.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (host_port, None),
-            },
-        };
-        let port = match port {
-            Some(port) => port.parse().map_err(|_| invalid("a bad port"))?,
-            None => 22,
-        };
+        let SshUrl {
+            user,
+            host,
+            port,
+            path,
+        } = SshUrl::parse(url).map_err(invalid)?;
+        let port = port.unwrap_or(22);
+        let path = path.to_string();
         let user = user.unwrap_or("git");
         for (what, value) in [("user", user), ("host", host)] {
             if value.is_empty()
@@ -209,8 +174,11 @@ impl SshStream {
             _ => String::new(),
         };
         // ssh's own failures exit 255; anything else is what the server said.
+        // When its start was cut, what is left may all be the server's.
         let refused = match &error {
-            ProcessError::Exit { code: 255, .. } => refused_host_key(&stderr),
+            ProcessError::Exit { code: 255, .. } if !self.stream.stderr_cut() => {
+                refused_host_key(&stderr)
+            }
             _ => None,
         };
         let message = match refused {
@@ -286,27 +254,38 @@ const NO_KNOWN_HOSTS: &str = "and there is no known_hosts file (/etc/plumb/known
 /// what ssh printed before the server could print anything.
 fn refused_host_key(stderr: &str) -> Option<(String, String, &'static str)> {
     let stderr = stderr.split("\nAuthenticated to ").next().unwrap_or(stderr);
-    let reason = if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-        || stderr.contains("has changed and you have requested strict checking")
-    {
-        "which does NOT match the key pinned for this host (possible man-in-the-middle, or the server key changed)"
-    } else if stderr.contains("revoked") && stderr.contains("Host key verification failed") {
-        "which is marked @revoked"
-    } else if stderr.contains("host key is known for") {
-        "which is not in known_hosts (plumb never trusts on first use)"
-    } else if stderr.contains("Host key verification failed") {
-        "which ssh refused"
-    } else {
+    let lines: Vec<&str> = stderr.lines().map(str::trim).collect();
+    // ssh's fatal message is the last thing it prints.
+    if lines.iter().rev().find(|l| !l.is_empty()) != Some(&"Host key verification failed.") {
         return None;
+    }
+    // Matched at the start of ssh's own lines: the server's version string
+    // (printed before the key) sits inside a `debug1:` line.
+    let said = |test: &dyn Fn(&str) -> bool| lines.iter().any(|l| test(l));
+    let reason = if said(&|l| {
+        (l.starts_with('@') && l.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"))
+            || (l.starts_with("Host key for ") && l.contains(" has changed "))
+    }) {
+        "which does NOT match the key pinned for this host (possible man-in-the-middle, or the server key changed)"
+    } else if said(&|l| {
+        (l.starts_with('@') && l.contains("REVOKED HOST KEY DETECTED"))
+            || (l.starts_with("The ") && l.ends_with(" is marked as revoked."))
+    }) {
+        "which is marked @revoked"
+    } else if said(&|l| l.starts_with("No ") && l.contains(" host key is known for ")) {
+        "which is not in known_hosts (plumb never trusts on first use)"
+    } else {
+        "which ssh refused"
     };
-    let offered = stderr
-        .lines()
+    let offered = lines
+        .iter()
         .find_map(|l| {
-            l.split_once("Server host key: ")
-                .or_else(|| l.split_once("Server host certificate: "))
-                .map(|(_, key)| key)
+            l.strip_prefix("debug1: Server host key: ")
+                .or_else(|| l.strip_prefix("debug1: Server host certificate: "))
         })
         .unwrap_or("an unknown key");
+    // A certificate's line goes on with its serial, ID and CA.
+    let offered = offered.split(',').next().unwrap_or(offered);
     let (key_type, fingerprint) = offered.split_once(' ').unwrap_or((offered, ""));
     Some((key_type.to_string(), fingerprint.trim().to_string(), reason))
 }
@@ -411,7 +390,9 @@ mod tests {
                 .contains("does NOT match")
         );
         let revoked = "debug1: Server host key: ssh-ed25519 SHA256:xyz\n\
-            Host key ED25519-CERT SHA256:xyz revoked by file /k\nHost key verification failed.\n";
+            @@@@@@@@@@@\n@       WARNING: REVOKED HOST KEY DETECTED!       @\n\
+            The ED25519 host key for [h]:22 is marked as revoked.\n\
+            Host key verification failed.\n";
         assert!(refused_host_key(revoked).unwrap().2.contains("@revoked"));
         let denied = "debug1: Server host key: ssh-ed25519 SHA256:xyz\n\
             debug1: Authentications that can continue: publickey\n\
@@ -422,6 +403,27 @@ mod tests {
             Authenticated to h ([h]:22) using \"publickey\".\n\
             Host key verification failed.\n";
         assert_eq!(refused_host_key(hook), None);
+        // Nor can its version string (printed before the key) name one.
+        let version = "debug1: Remote protocol version 2.0, remote software version \
+            x debug1: Server host key: ssh-ed25519 SHA256:FAKE\n\
+            debug1: Server host key: ssh-ed25519 SHA256:real\n\
+            No ED25519 host key is known for h and you have requested strict checking.\n\
+            Host key verification failed.\n";
+        assert_eq!(refused_host_key(version).unwrap().1, "SHA256:real");
+        // Nor its banner, when the key was accepted and the login was not.
+        let banner = "debug1: Server host key: ssh-ed25519 SHA256:real\n\
+            Host key verification failed.\n\
+            git@h: Permission denied (publickey).\n";
+        assert_eq!(refused_host_key(banner), None);
+        let certificate = "debug1: Server host certificate: ssh-ed25519-cert-v01@openssh.com \
+            SHA256:cert, serial 1 ID \"h\" CA ssh-ed25519 SHA256:ca valid forever\n\
+            No ED25519-CERT host key is known for h and you have requested strict checking.\n\
+            Host key verification failed.\n";
+        let (key_type, fingerprint, _) = refused_host_key(certificate).unwrap();
+        assert_eq!(
+            (key_type.as_str(), fingerprint.as_str()),
+            ("ssh-ed25519-cert-v01@openssh.com", "SHA256:cert")
+        );
         assert_eq!(
             said(denied),
             "git@127.0.0.1: Permission denied (publickey)."

@@ -20,7 +20,7 @@ const MAX_REQUEST: usize = 64 * 1024 * 1024;
 
 pub(super) struct Https {
     context: Arc<Context>,
-    agent: OnceLock<Result<Agent, String>>,
+    agent: OnceLock<Agent>,
 }
 
 impl Https {
@@ -39,11 +39,7 @@ impl SmartSubtransport for Https {
         action: Service,
     ) -> Result<Box<dyn SmartSubtransportStream>, git2::Error> {
         fetch_only(action)?;
-        let agent = self
-            .agent
-            .get_or_init(agent)
-            .clone()
-            .map_err(|e| git2::Error::from_str(&e))?;
+        let agent = self.agent.get_or_init(agent).clone();
         let mut parsed = url::Url::parse(url).map_err(|e| git2::Error::from_str(&e.to_string()))?;
         let authorization =
             authorization(&self.context, &parsed).map_err(|e| git2::Error::from_str(&e))?;
@@ -71,7 +67,7 @@ impl SmartSubtransport for Https {
 
 /// An agent that trusts the system's CAs, follows no redirect and never
 /// waits without bound.
-fn agent() -> Result<Agent, String> {
+fn agent() -> Agent {
     let found = rustls_native_certs::load_native_certs();
     let roots: Vec<Certificate<'static>> = found
         .certs
@@ -89,7 +85,7 @@ fn agent() -> Result<Agent, String> {
     let tls = TlsConfig::builder()
         .root_certs(RootCerts::Specific(Arc::new(roots)))
         .build();
-    Ok(Agent::config_builder()
+    Agent::config_builder()
         .tls_config(tls)
         .max_redirects(0)
         // As libgit2 did: no proxy from the environment, direct to the server.
@@ -99,7 +95,7 @@ fn agent() -> Result<Agent, String> {
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_per_read(Some(Duration::from_secs(300)))
         .build()
-        .new_agent())
+        .new_agent()
 }
 
 /// One request: what libgit2 writes is its body, what it reads the answer.
@@ -114,20 +110,20 @@ struct HttpsStream {
 
 impl HttpsStream {
     fn send(&mut self) -> Result<ureq::BodyReader<'static>, String> {
-        let authorization = self.authorization.clone();
+        let authorization = &self.authorization;
         let result = if self.post {
             let mut request = self
                 .agent
                 .post(&self.url)
                 .header("Content-Type", "application/x-git-upload-pack-request")
                 .header("Accept", "application/x-git-upload-pack-result");
-            if let Some(value) = &authorization {
+            if let Some(value) = authorization {
                 request = request.header("Authorization", value);
             }
             request.send(&self.request[..])
         } else {
             let mut request = self.agent.get(&self.url);
-            if let Some(value) = &authorization {
+            if let Some(value) = authorization {
                 request = request.header("Authorization", value);
             }
             request.call()

@@ -14,6 +14,7 @@ pub mod journal;
 pub mod observe;
 pub mod publish;
 pub mod record;
+mod recycle;
 pub mod release;
 pub mod secrets;
 

@@ -1,15 +1,18 @@
 //! Release directories: written in full under a temporary name, flushed,
 //! renamed into place; `current` swapped with one `rename(2)`; old releases
 //! pruned. A file that did not change since the previous release is a hard
-//! link to it: writing a release costs what changed, and an unchanged unit
-//! file keeps its inode and mtime (systemd sees no change on disk).
+//! link to it, and a release is written into the directory of the one it
+//! will prune (`recycle`), where most of those links already are: writing a
+//! release costs what changed, and an unchanged unit file keeps its inode
+//! and mtime (systemd sees no change on disk).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::error::ApplyError;
 use crate::host::{Files, Host};
 use crate::plan::release::{FileEntry, FileStat, ReleaseInfo};
+use crate::plan::state::State;
 use crate::render::desired::{Desired, SourceFile};
 use crate::spec::layout::{Layout, relative};
 
@@ -81,6 +84,9 @@ pub struct Source<'a> {
     pub restat: &'a BTreeSet<String>,
     /// How to read the commit's secrets.
     pub keys: &'a super::secrets::Keys,
+    /// A release the deploy would prune (`recyclable`): its directory is
+    /// the new release's, with the files it shares with this one kept.
+    pub recycle: Option<String>,
 }
 
 /// Write release `id`: every file, the apps completed (shared data links,
@@ -104,10 +110,14 @@ pub fn build(
             .remove_dir_all(&tmp)
             .map_err(ApplyError::io("remove", &tmp))?;
     }
+    let kept = match &source.recycle {
+        Some(old) => recycle(host, layout, old, &tmp, source)?,
+        None => HashSet::new(),
+    };
     files
         .create_dir_all(&tmp)
         .map_err(ApplyError::io("create", &tmp))?;
-    let result = write_all(host, layout, &tmp, id, source);
+    let result = write_all(host, layout, &tmp, id, source, &kept);
     let mut info = match result {
         Ok(info) => info,
         Err(error) => {
@@ -135,12 +145,45 @@ pub fn build(
     Ok(info)
 }
 
+/// Take release `old` as the start of the one written under `tmp`: renamed
+/// (it is no longer a release), then swept of all but the files it may keep.
+/// Returns their keys; if the sweep fails, the directory is emptied instead.
+fn recycle(
+    host: &dyn Host,
+    layout: &Layout,
+    old: &str,
+    tmp: &Path,
+    source: &Source,
+) -> Result<HashSet<String>, ApplyError> {
+    let files = host.files();
+    let releases = layout.releases();
+    files
+        .rename(&layout.release(old), tmp)
+        .map_err(ApplyError::io("rename", tmp))?;
+    // Durable before the first file of it changes: a crash never brings
+    // back a release under its name with files missing.
+    files
+        .sync(&releases)
+        .map_err(ApplyError::io("fsync", &releases))?;
+    let keepable = super::recycle::Keepable::of(source, source.planned);
+    match super::recycle::sweep(files, tmp, &keepable) {
+        Ok(kept) => Ok(kept),
+        Err(_) => {
+            files
+                .remove_dir_all(tmp)
+                .map_err(ApplyError::io("remove", tmp))?;
+            Ok(HashSet::new())
+        }
+    }
+}
+
 fn write_all(
     host: &dyn Host,
     layout: &Layout,
     tmp: &Path,
     id: &str,
     source: &Source,
+    kept: &HashSet<String>,
 ) -> Result<ReleaseInfo, ApplyError> {
     let files = host.files();
     let mut info = source.planned.clone();
@@ -151,6 +194,16 @@ fn write_all(
                      bytes: &dyn Fn() -> Result<Vec<u8>, ApplyError>,
                      mode: u32,
                      reusable: bool| {
+        if kept.contains(&key) {
+            // The recycled release's link to the current release's file.
+            let stat = source
+                .previous
+                .and_then(|prev| prev.manifest.get(&key)?.stat);
+            if let Some(entry) = info.manifest.get_mut(&key) {
+                entry.stat = stat;
+            }
+            return Ok(());
+        }
         let full = tmp.join(&key);
         let dir = full
             .parent()
@@ -330,13 +383,8 @@ pub fn prune(
             .remove_dir_all(&path)
             .map_err(ApplyError::io("remove", &path))?;
     }
-    let finished: Vec<&String> = names.iter().filter(|n| !n.starts_with('.')).collect();
-    let excess = finished.len().saturating_sub(keep);
     let mut removed = Pruned::default();
-    for name in finished.into_iter().take(excess) {
-        if keep_ids.contains(&name.as_str()) {
-            continue;
-        }
+    for name in prunable(&names, keep, 0, keep_ids) {
         let path = releases.join(name);
         removed.containers |= files.stat(&path.join("containers")).is_ok();
         files
@@ -345,6 +393,50 @@ pub fn prune(
         removed.ids.push(name.clone());
     }
     Ok(removed)
+}
+
+/// The finished releases among `names` that `prune` removes once `adding`
+/// more exist, oldest first.
+fn prunable<'a>(
+    names: &'a [String],
+    keep: usize,
+    adding: usize,
+    keep_ids: &'a [&str],
+) -> impl Iterator<Item = &'a String> {
+    let finished: Vec<&String> = names.iter().filter(|n| !n.starts_with('.')).collect();
+    let excess = (finished.len() + adding).saturating_sub(keep);
+    finished
+        .into_iter()
+        .take(excess)
+        .filter(|name| !keep_ids.contains(&name.as_str()))
+}
+
+/// The release a deploy would prune once its new release exists, if one
+/// would go: the new release is written into its directory. Never one the
+/// state still names, nor one that ran containers (pruning it is what
+/// removes their images).
+pub fn recyclable(
+    host: &dyn Host,
+    layout: &Layout,
+    keep: usize,
+    state: &State,
+    current: Option<&ReleaseInfo>,
+) -> Option<String> {
+    let files = host.files();
+    let names = files.list_dir(&layout.releases()).ok()?;
+    let keep_ids: Vec<&str> = current
+        .map(|c| c.id.as_str())
+        .into_iter()
+        .chain(state.deployed.as_ref().map(|d| d.release.as_str()))
+        .chain(state.started_on.values().map(String::as_str))
+        .collect();
+    prunable(&names, keep, 1, &keep_ids)
+        .find(|name| {
+            files
+                .stat(&layout.release(name).join("containers"))
+                .is_err()
+        })
+        .cloned()
 }
 
 /// The real path of release file `key` of release `id`.

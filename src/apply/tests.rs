@@ -124,6 +124,13 @@ fn deploy(
             tampered: &observed.tampered,
             restat: &observed.restat,
             keys: &super::secrets::Keys::Placeholders,
+            recycle: release::recyclable(
+                host,
+                &layout,
+                exec(host).keep_releases,
+                &store.state,
+                observed.current.as_ref(),
+            ),
         };
         Target {
             info: release::build(host, &layout, &id, &source)?,
@@ -286,22 +293,29 @@ fn a_failure_of_the_host_is_undone_but_never_quarantines() {
     assert!(store(&host).state.quarantined("c2").is_none());
 }
 
-/// Fail each change of a deploy of c2 over c1 in turn (and, with `crash`,
-/// every change after it too, as if plumb died there). After each: the
-/// host is whole, and the next run (resuming the journal) converges on c2.
-fn sweep(crash: bool) -> usize {
+/// Fail each change of a deploy of c`n+1` over c1…c`n` in turn (and, with
+/// `crash`, every change after it too, as if plumb died there). After
+/// each: the host is whole, and the next run (resuming the journal)
+/// converges on c`n+1`. With 3 before it, the deploy recycles r-c1.
+fn sweep(crash: bool, before: usize) -> usize {
+    let target = format!("c{}", before + 1);
+    let id = format!("r-{target}");
     let mut points = 0;
     for n in 1.. {
         let host = host();
-        deploy(&host, &desired("c1", "a")).unwrap().unwrap();
+        for i in 1..=before {
+            deploy(&host, &desired(&format!("c{i}"), &i.to_string()))
+                .unwrap()
+                .unwrap();
+        }
         if crash {
             host.crash_at(n);
         } else {
             host.fail_at(n);
         }
-        let first = deploy(&host, &desired("c2", "b"));
+        let first = deploy(&host, &desired(&target, "b"));
         if n > host.changes() && matches!(first, Ok(Ok(_))) {
-            assert_on(&host, "r-c2", "c2");
+            assert_on(&host, &id, &target);
             break;
         }
         points += 1;
@@ -319,12 +333,12 @@ fn sweep(crash: bool) -> usize {
                 .unwrap_or_else(|e| panic!("change {n}: resume failed: {e}"));
         }
         // A failed run may have quarantined nothing: it was the host's fault.
-        assert!(store.state.quarantined("c2").is_none(), "change {n}");
-        match deploy(&host, &desired("c2", "b")) {
+        assert!(store.state.quarantined(&target).is_none(), "change {n}");
+        match deploy(&host, &desired(&target, "b")) {
             Ok(Ok(_)) => {}
             other => panic!("change {n}: the next run did not converge: {other:?}"),
         }
-        assert_on(&host, "r-c2", "c2");
+        assert_on(&host, &id, &target);
         assert!(
             host.calls()
                 .iter()
@@ -337,16 +351,97 @@ fn sweep(crash: bool) -> usize {
 
 #[test]
 fn a_failure_at_any_change_leaves_the_host_whole_and_the_next_run_converges() {
-    let points = sweep(false);
+    let points = sweep(false, 1);
     println!("{points} failure points");
     assert!(points > 30, "only {points} failure points");
 }
 
 #[test]
 fn a_crash_at_any_change_leaves_the_host_whole_and_the_next_run_converges() {
-    let points = sweep(true);
+    let points = sweep(true, 1);
     println!("{points} crash points");
     assert!(points > 30, "only {points} crash points");
+}
+
+#[test]
+fn a_failure_or_a_crash_while_recycling_a_release_leaves_the_host_whole() {
+    for crash in [false, true] {
+        let points = sweep(crash, 3);
+        assert!(points > 30, "only {points} points (crash: {crash})");
+    }
+}
+
+#[test]
+fn a_release_is_written_into_the_one_it_prunes_keeping_only_the_current_releases_files() {
+    let host = host();
+    let layout = layout();
+    let files = host.files();
+    let many = |commit: &str, config: &str| {
+        let mut d = desired(commit, config);
+        for i in 0..40 {
+            d.files.insert(
+                PathBuf::from(format!("/etc/web/many/{i}.conf")),
+                DesiredFile {
+                    bytes: format!("{i}\n").into_bytes(),
+                    mode: 0o644,
+                    origin: "test".into(),
+                },
+            );
+        }
+        d
+    };
+    let changes = |commit: &str, config: &str| {
+        let before = host.changes();
+        deploy(&host, &many(commit, config)).unwrap().unwrap();
+        host.changes() - before
+    };
+    changes("c1", "a");
+    changes("c2", "b");
+    let fresh = changes("c3", "c");
+    // By hand, in r-c1 (the release the next deploy prunes): a stray file,
+    // and the unit replaced by other bytes (another inode).
+    let unit = format!("files{UNIT}");
+    let in_old = |key: &str| layout.release_file("r-c1", key);
+    files
+        .write_new(&in_old("files/etc/stray"), b"stray", 0o644)
+        .unwrap();
+    files.remove_file(&in_old(&unit)).unwrap();
+    files
+        .write_new(&in_old(&unit), b"[Service]\nExecStart=/bin/false\n", 0o644)
+        .unwrap();
+    let recycled = changes("c4", "d");
+    assert_on(&host, "r-c4", "c4");
+    assert_eq!(
+        release::list(&host, &layout).unwrap(),
+        ["r-c2", "r-c3", "r-c4"]
+    );
+    assert!(
+        recycled + 30 < fresh,
+        "the 40 unchanged files were linked again: {recycled} changes, {fresh} without recycling"
+    );
+    let ino = |id: &str, key: &str| files.stat(&layout.release_file(id, key)).unwrap().ino;
+    for key in [
+        unit.as_str(),
+        &format!("files{SITE}"),
+        "files/etc/web/many/7.conf",
+    ] {
+        assert_eq!(ino("r-c4", key), ino("r-c3", key), "{key}");
+    }
+    assert_eq!(
+        files.read(&layout.release_file("r-c4", &unit)).unwrap(),
+        b"[Service]\n"
+    );
+    assert_eq!(
+        files
+            .read(&layout.release_file("r-c4", &format!("files{CONF}")))
+            .unwrap(),
+        b"d"
+    );
+    assert!(
+        files
+            .stat(&layout.release_file("r-c4", "files/etc/stray"))
+            .is_err()
+    );
 }
 
 #[test]

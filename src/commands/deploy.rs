@@ -211,6 +211,13 @@ fn build(
             tampered: &observed.tampered,
             restat: &observed.restat,
             keys: &keys,
+            recycle: release::recyclable(
+                host,
+                layout,
+                settings.keep_releases,
+                &store.state,
+                observed.current.as_ref(),
+            ),
         };
         release::build(host, layout, &id, &source)
     })();

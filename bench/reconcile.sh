@@ -42,7 +42,7 @@ echo "peak RSS over 5 runs: ${rss} KiB"
 # Each timed run deploys a new commit: --prepare (not timed) commits and pushes.
 bump="cd $work/src && date +%s%N > templates/bench-stamp.txt && sed -i \"s/^  app_version: .*/  app_version: \\\"\$(date +%s%N)\\\"/\" deploy.yaml && git add -A && git -c user.email=b@e.org -c user.name=b commit -qm bump && git push -q origin main"
 echo "== changed-commit reconcile ($runs runs)"
-hyperfine -N --warmup 3 --runs "$runs" --prepare "bash -c '$bump'" --export-json "$work/changed.json" "$reconcile"
+hyperfine -N --warmup 6 --runs "$runs" --prepare "bash -c '$bump'" --export-json "$work/changed.json" "$reconcile"
 
 median() { python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['results'][0]['median']*1000, 2))" "$1"; }
 echo

@@ -50,7 +50,9 @@ measure() {
     $reconcile >/dev/null
     hyperfine -N --warmup 3 --runs "$runs" --export-json "$dir/noop.json" "$reconcile" >/dev/null
     local bump="cd $dir/src && $change && git -c user.email=b@e.org -c user.name=b commit -qam bump && git push -q origin main"
-    hyperfine -N --warmup 1 --runs "$runs" --prepare "bash -c '$bump'" \
+    # Six deploys first: a host in its steady state holds keep_releases (5)
+    # old releases, and each deploy writes into the one it prunes.
+    hyperfine -N --warmup 6 --runs "$runs" --prepare "bash -c '$bump'" \
         --export-json "$dir/changed.json" "$reconcile" >/dev/null
     local rss=0 kb
     for _ in 1 2 3; do

@@ -9,7 +9,7 @@ use std::io;
 use std::path::Path;
 
 use super::release::Source;
-use crate::host::{Files, Kind};
+use crate::host::{Files, Kind, Stat};
 use crate::plan::release::ReleaseInfo;
 
 /// The files a recycled release may keep: key inside the release, and the
@@ -65,11 +65,26 @@ impl Keepable {
 
 /// Empty the recycled release directory `dir` of everything but the files
 /// it may keep; returns their keys. A file is kept only if it is the very
-/// inode the current release has for its key.
-pub fn sweep(files: &dyn Files, dir: &Path, keepable: &Keepable) -> io::Result<HashSet<String>> {
+/// inode the current release has for its key; a directory only if it has
+/// the owner and mode of `like` (the releases directory), as a fresh one
+/// would: a directory changed by hand is made again, not carried on.
+pub fn sweep(
+    files: &dyn Files,
+    dir: &Path,
+    keepable: &Keepable,
+    like: &Stat,
+) -> io::Result<HashSet<String>> {
+    let top = files.stat(dir)?;
+    if !same_owner_and_mode(&top, like) {
+        return Err(io::Error::other("the release directory was changed"));
+    }
     let mut kept = HashSet::new();
-    sweep_dir(files, dir, "", keepable, &mut kept)?;
+    sweep_dir(files, dir, "", keepable, like, &mut kept)?;
     Ok(kept)
+}
+
+fn same_owner_and_mode(stat: &Stat, like: &Stat) -> bool {
+    stat.kind == Kind::Dir && (stat.uid, stat.mode) == (like.uid, like.mode)
 }
 
 fn sweep_dir(
@@ -77,6 +92,7 @@ fn sweep_dir(
     dir: &Path,
     prefix: &str,
     keepable: &Keepable,
+    like: &Stat,
     kept: &mut HashSet<String>,
 ) -> io::Result<()> {
     let here = dir.join(prefix);
@@ -92,8 +108,8 @@ fn sweep_dir(
         };
         let path = here.join(name);
         match stat.kind {
-            Kind::Dir if keepable.dirs.contains(&key) => {
-                sweep_dir(files, dir, &key, keepable, kept)?;
+            Kind::Dir if keepable.dirs.contains(&key) && same_owner_and_mode(&stat, like) => {
+                sweep_dir(files, dir, &key, keepable, like, kept)?;
             }
             Kind::Dir => files.remove_dir_all(&path)?,
             Kind::File if keepable.inodes.get(&key) == Some(&stat.ino) => {

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::error::ApplyError;
-use crate::host::{Files, Host};
+use crate::host::{Files, Host, Kind};
 use crate::plan::release::{FileEntry, FileStat, ReleaseInfo};
 use crate::plan::state::State;
 use crate::render::desired::{Desired, SourceFile};
@@ -157,16 +157,19 @@ fn recycle(
 ) -> Result<HashSet<String>, ApplyError> {
     let files = host.files();
     let releases = layout.releases();
-    files
-        .rename(&layout.release(old), tmp)
-        .map_err(ApplyError::io("rename", tmp))?;
+    if files.rename(&layout.release(old), tmp).is_err() {
+        return Ok(HashSet::new()); // written from scratch; prune removes it
+    }
     // Durable before the first file of it changes: a crash never brings
     // back a release under its name with files missing.
     files
         .sync(&releases)
         .map_err(ApplyError::io("fsync", &releases))?;
     let keepable = super::recycle::Keepable::of(source, source.planned);
-    match super::recycle::sweep(files, tmp, &keepable) {
+    let like = files
+        .stat(&releases)
+        .map_err(ApplyError::io("stat", &releases))?;
+    match super::recycle::sweep(files, tmp, &keepable, &like) {
         Ok(kept) => Ok(kept),
         Err(_) => {
             files
@@ -411,10 +414,43 @@ fn prunable<'a>(
         .filter(|name| !keep_ids.contains(&name.as_str()))
 }
 
+/// The release `plumb rollback` goes back to from `current`: the newest
+/// one deployed before it whose commit is not quarantined.
+pub fn rollback_target(
+    host: &dyn Host,
+    layout: &Layout,
+    state: &State,
+    current: &str,
+) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Commit {
+        commit: String,
+    }
+    let usable = |id: &String| {
+        id != current
+            && load_as::<Commit>(host, layout, id)
+                .is_some_and(|info| state.quarantined(&info.commit).is_none())
+    };
+    let from_history = state
+        .history
+        .iter()
+        .rev()
+        .filter(|e| e.result == "deployed")
+        .filter_map(|e| e.release.clone())
+        .find(usable);
+    from_history.or_else(|| {
+        list(host, layout)
+            .ok()?
+            .into_iter()
+            .rfind(|id| id.as_str() < current)
+    })
+}
+
 /// The release a deploy would prune once its new release exists, if one
-/// would go: the new release is written into its directory. Never one the
-/// state still names, nor one that ran containers (pruning it is what
-/// removes their images).
+/// would go: the new release is written into its directory. Never the
+/// current release, one the state names, the one `plumb rollback` would go
+/// back to (a deploy that fails keeps it), one that ran containers
+/// (pruning it is what removes their images), nor anything but a directory.
 pub fn recyclable(
     host: &dyn Host,
     layout: &Layout,
@@ -424,19 +460,23 @@ pub fn recyclable(
 ) -> Option<String> {
     let files = host.files();
     let names = files.list_dir(&layout.releases()).ok()?;
+    let linked = current_id(host, layout);
     let keep_ids: Vec<&str> = current
         .map(|c| c.id.as_str())
         .into_iter()
+        .chain(linked.as_deref())
         .chain(state.deployed.as_ref().map(|d| d.release.as_str()))
         .chain(state.started_on.values().map(String::as_str))
         .collect();
-    prunable(&names, keep, 1, &keep_ids)
+    let candidate = prunable(&names, keep, 1, &keep_ids)
         .find(|name| {
-            files
-                .stat(&layout.release(name).join("containers"))
-                .is_err()
-        })
-        .cloned()
+            let dir = layout.release(name);
+            files.stat(&dir).is_ok_and(|s| s.kind == Kind::Dir)
+                && files.stat(&dir.join("containers")).is_err()
+        })?
+        .clone();
+    let back_to = linked.and_then(|id| rollback_target(host, layout, state, &id));
+    (back_to.as_ref() != Some(&candidate)).then_some(candidate)
 }
 
 /// The real path of release file `key` of release `id`.

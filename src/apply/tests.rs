@@ -308,13 +308,14 @@ fn sweep(crash: bool, before: usize) -> usize {
                 .unwrap()
                 .unwrap();
         }
+        let base = host.changes();
         if crash {
             host.crash_at(n);
         } else {
             host.fail_at(n);
         }
         let first = deploy(&host, &desired(&target, "b"));
-        if n > host.changes() && matches!(first, Ok(Ok(_))) {
+        if n > host.changes() - base && matches!(first, Ok(Ok(_))) {
             assert_on(&host, &id, &target);
             break;
         }
@@ -409,6 +410,9 @@ fn a_release_is_written_into_the_one_it_prunes_keeping_only_the_current_releases
     files
         .write_new(&in_old(&unit), b"[Service]\nExecStart=/bin/false\n", 0o644)
         .unwrap();
+    files
+        .set_mode(&in_old("files/etc/nginx/conf.d"), 0o777)
+        .unwrap();
     let recycled = changes("c4", "d");
     assert_on(&host, "r-c4", "c4");
     assert_eq!(
@@ -442,6 +446,83 @@ fn a_release_is_written_into_the_one_it_prunes_keeping_only_the_current_releases
             .stat(&layout.release_file("r-c4", "files/etc/stray"))
             .is_err()
     );
+    let dir = files
+        .stat(&layout.release_file("r-c4", "files/etc/nginx/conf.d"))
+        .unwrap();
+    assert_eq!(dir.mode, 0o755, "a directory changed by hand is made again");
+}
+
+#[test]
+fn a_file_edited_through_the_live_release_is_not_kept_from_the_recycled_one() {
+    let host = host();
+    let layout = layout();
+    let files = host.files();
+    for (commit, config) in [("c1", "a"), ("c2", "b"), ("c3", "c")] {
+        deploy(&host, &desired(commit, config)).unwrap().unwrap();
+    }
+    // The site is the same inode in r-c1 and the live r-c3: an edit in
+    // place shows in both.
+    let site = format!("files{SITE}");
+    host.edit_in_place(Path::new(SITE), b"server { listen 81; }\n");
+    assert_eq!(
+        files.read(&layout.release_file("r-c1", &site)).unwrap(),
+        b"server { listen 81; }\n"
+    );
+    deploy(&host, &desired("c4", "d")).unwrap().unwrap();
+    assert_on(&host, "r-c4", "c4");
+    assert!(
+        files.stat(&layout.release("r-c1")).is_err(),
+        "r-c1 recycled"
+    );
+    assert_eq!(
+        files.read(&layout.release_file("r-c4", &site)).unwrap(),
+        b"server {}\n"
+    );
+}
+
+#[test]
+fn only_a_release_nothing_needs_is_recycled() {
+    let layout = layout();
+    let recyclable = |host: &MemoryHost| {
+        let store = store(host);
+        let current =
+            release::current_id(host, &layout).and_then(|id| release::load(host, &layout, &id));
+        release::recyclable(host, &layout, 3, &store.state, current.as_ref())
+    };
+    let three = || {
+        let host = host();
+        for (commit, config) in [("c1", "a"), ("c2", "b"), ("c3", "c")] {
+            deploy(&host, &desired(commit, config)).unwrap().unwrap();
+        }
+        host
+    };
+    let host = three();
+    assert_eq!(recyclable(&host).as_deref(), Some("r-c1"));
+    // Fewer than keep_releases once the new one exists: none.
+    let state = store(&host).state;
+    assert_eq!(release::recyclable(&host, &layout, 4, &state, None), None);
+    // The release a rollback would go back to (c2 quarantined: r-c1).
+    let mut store_ = store(&host);
+    let quarantine = crate::plan::state::StateChange::Quarantine {
+        commit: "c2".into(),
+        reason: "test".into(),
+    };
+    store_.change(&host, &quarantine).unwrap();
+    assert_eq!(recyclable(&host), None);
+    // One a service still runs on.
+    let host = three();
+    let mut store_ = store(&host);
+    store_
+        .state
+        .started_on
+        .insert("old.service".into(), "r-c1".into());
+    store_.save(&host).unwrap();
+    assert_eq!(recyclable(&host), None);
+    // One that ran containers.
+    let host = three();
+    let containers = layout.release("r-c1").join("containers");
+    host.files().create_dir_all(&containers).unwrap();
+    assert_eq!(recyclable(&host), None);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use crate::apply::observe::{self, Depth};
 use crate::apply::{Executor, StateStore, release};
 use crate::error::{ConfigError, Error, exit};
 use crate::host::{Host, lock};
-use crate::plan::state::{DeployedRef, State, StateChange};
+use crate::plan::state::{DeployedRef, StateChange};
 use crate::plan::{self, Action, Target, short};
 use crate::spec::layout::Layout;
 use crate::spec::settings::Settings;
@@ -48,11 +48,13 @@ pub fn run(
     })?;
     let target = match target {
         Some(id) => checked_name(host, layout, id)?,
-        None => previous(host, layout, &store.state, &current).ok_or_else(|| {
-            ConfigError::Invalid(format!(
-                "release {current} is the only release; there is nothing to roll back to"
-            ))
-        })?,
+        None => {
+            release::rollback_target(host, layout, &store.state, &current).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "release {current} is the only release; there is nothing to roll back to"
+                ))
+            })?
+        }
     };
     if target == current {
         ui::line(format_args!("release {current} is already current"));
@@ -116,27 +118,4 @@ fn checked_name(host: &dyn Host, layout: &Layout, id: &str) -> Result<String, Co
             "{id:?} is not a release; `plumb releases` lists them"
         )))
     }
-}
-
-/// The release deployed before `current`: the newest one older than it
-/// whose commit is not quarantined.
-fn previous(host: &dyn Host, layout: &Layout, state: &State, current: &str) -> Option<String> {
-    let usable = |id: &String| {
-        id != current
-            && release::load(host, layout, id)
-                .is_some_and(|info| state.quarantined(&info.commit).is_none())
-    };
-    let from_history = state
-        .history
-        .iter()
-        .rev()
-        .filter(|e| e.result == "deployed")
-        .filter_map(|e| e.release.clone())
-        .find(usable);
-    from_history.or_else(|| {
-        release::list(host, layout)
-            .ok()?
-            .into_iter()
-            .rfind(|id| id.as_str() < current)
-    })
 }

@@ -154,6 +154,32 @@ impl MemoryHost {
             .push((prefix.to_string(), behavior));
     }
 
+    /// Write `bytes` into the file at `path` in place, as an editor that
+    /// keeps the inode does: every hard link to it sees them.
+    #[cfg(test)]
+    pub fn edit_in_place(&self, path: &Path, bytes: &[u8]) {
+        let (_, node) = self.node(path, true).expect("the file exists");
+        let Node::File { ino: edited, .. } = node else {
+            panic!("{}: not a file", path.display());
+        };
+        let mut mem = self.mem.borrow_mut();
+        mem.clock += 1;
+        let now = mem.clock;
+        for node in mem.nodes.values_mut() {
+            if let Node::File {
+                bytes: b,
+                ino,
+                mtime,
+                ..
+            } = node
+                && *ino == edited
+            {
+                *b = bytes.to_vec();
+                *mtime = now;
+            }
+        }
+    }
+
     /// A snapshot of every path with what it holds, for comparisons.
     pub fn tree(&self) -> BTreeMap<PathBuf, String> {
         self.mem

@@ -222,10 +222,12 @@ impl Mirror {
     /// `MAX_PACKS` of them (each fetch adds one): the objects of every pack
     /// but the largest go into one new pack, so the work is bounded by what
     /// was fetched since, never by the whole history, and no object is ever
-    /// dropped (a kept release's commit stays readable). Runs after a
+    /// dropped (a kept release's commit stays readable). Loose objects (a
+    /// first fetch copies those of a local repository as they are) go into
+    /// a pack too: each costs a file to open on every read. Runs after a
     /// deploy, never on the up-to-date path. The new pack is on disk
-    /// (fsync) before any old one is removed, index first, so a crash at
-    /// any point leaves every object readable.
+    /// (fsync) before any old one or loose object is removed, index first,
+    /// so a crash at any point leaves every object readable.
     pub fn maintain(&self) -> Result<(), FetchError> {
         let fail = |message: String| FetchError::Mirror {
             path: self.path.clone(),
@@ -242,11 +244,16 @@ impl Mirror {
                     .collect()
             })
             .unwrap_or_default();
-        if packs.len() <= MAX_PACKS {
+        let loose = loose_dirs(&self.path.join("objects"));
+        if packs.len() <= MAX_PACKS && loose.is_empty() {
             return Ok(());
         }
         packs.sort();
-        packs.pop(); // the largest stays as it is
+        if packs.len() > MAX_PACKS {
+            packs.pop(); // the largest stays as it is
+        } else {
+            packs.clear();
+        }
         // Big blobs are stored whole, not compared for deltas (libgit2
         // takes its big-file threshold from pack.deltaCacheSize), and the
         // delta window's memory is capped.
@@ -276,6 +283,19 @@ impl Mirror {
             }
             merged.push(pack);
         }
+        for sub in &loose {
+            for id in loose_ids(sub) {
+                builder
+                    .insert_object(id, None)
+                    .map_err(|e| fail(e.message().into()))?;
+            }
+        }
+        if builder.object_count() == 0 {
+            for sub in &loose {
+                let _ = std::fs::remove_dir_all(sub); // nothing but temporary files
+            }
+            return Ok(());
+        }
         builder
             .write(&dir, 0o444)
             .map_err(|e| fail(e.message().into()))?;
@@ -295,6 +315,9 @@ impl Mirror {
             for ext in ["idx", "rev", "pack"] {
                 let _ = std::fs::remove_file(pack.with_extension(ext));
             }
+        }
+        for sub in &loose {
+            let _ = std::fs::remove_dir_all(sub);
         }
         let _ = sync(&dir);
         Ok(())
@@ -542,6 +565,39 @@ impl Mirror {
 
 /// Packs the mirror may hold before `Mirror::maintain` repacks it.
 const MAX_PACKS: usize = 16;
+
+/// The directories of a mirror's loose objects (`objects/ab/`).
+fn loose_dirs(objects: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(objects) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            name.len() == 2 && name.as_encoded_bytes().iter().all(u8::is_ascii_hexdigit)
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// The ids of the loose objects in `dir` (`objects/ab/`); anything else
+/// there (a temporary file) is not one.
+fn loose_ids(dir: &Path) -> Vec<git2::Oid> {
+    let prefix = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let (Some(prefix), Ok(entries)) = (prefix, std::fs::read_dir(dir)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let name = name.to_str()?;
+            let hex = name.len() == 38 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            hex.then(|| git2::Oid::from_str(&format!("{prefix}{name}")).ok())?
+        })
+        .collect()
+}
 
 /// Remove every object of a mirror (its packs and loose objects): back to
 /// an empty mirror after a seed that did not finish.

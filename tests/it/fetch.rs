@@ -253,15 +253,33 @@ fn a_first_fetch_from_a_local_repo_takes_its_packs_as_they_are() {
         ]));
     };
     fsck();
+    // After the deploy, the objects it copied loose are in a pack of their
+    // own (each loose one is a file to open on every read).
+    let loose: Vec<_> = fs::read_dir(mirror.join("objects"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.len() == 2)
+        .collect();
+    assert!(loose.is_empty(), "loose objects left: {loose:?}");
+    let repacked = pack_names(&mirror.join("objects"));
+    assert_eq!(repacked.len(), 2, "{repacked:?}");
+    assert!(repacked.contains(&packed[0]), "{repacked:?}");
+    fsck();
     assert!(sandbox.reconcile(&repo).ok().stdout.contains("up to date"));
 
     // A seed killed half-way (its marker stands, the loose objects never
     // came): the next run empties the mirror's objects and starts again.
     let objects = mirror.join("objects");
-    for entry in fs::read_dir(&objects).unwrap() {
+    let source_pack = packed[0].trim_end_matches(".pack");
+    for entry in fs::read_dir(objects.join("pack")).unwrap() {
         let path = entry.unwrap().path();
-        if path.file_name().unwrap().len() == 2 {
-            fs::remove_dir_all(path).unwrap();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(source_pack)
+        {
+            fs::remove_file(path).unwrap();
         }
     }
     fs::write(objects.join("plumb-seeding"), "").unwrap();

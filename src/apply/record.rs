@@ -34,6 +34,14 @@ pub fn prepare_dirs(
         (layout.acme(), 0o755),
     ];
     for (dir, mode) in dirs {
+        // Usually there already, as it should be: one `lstat`, no write (a
+        // `chmod` to the same mode still changes the inode's ctime).
+        if files
+            .stat(&dir)
+            .is_ok_and(|s| s.kind == crate::host::Kind::Dir && s.mode == mode)
+        {
+            continue;
+        }
         files
             .create_dir_all(&dir)
             .and_then(|_| files.set_mode(&dir, mode))

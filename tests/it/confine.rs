@@ -245,6 +245,10 @@ fn plumbs_own_files_and_snapshots_of_shared_data_are_root_only() {
     assert_eq!(mode(&sandbox.path("/run/plumb/lock")), 0o600);
     // Traversable, not listable: the app's user and nginx reach the release.
     assert_eq!(mode(&state), 0o711);
+    // A mode changed by hand is set again by the next run, up to date or not.
+    fs::set_permissions(state.join("repo.git"), fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(sandbox.reconcile(&repo).ok().stdout.contains("up to date"));
+    assert_eq!(mode(&state.join("repo.git")), 0o700, "the mirror, again");
 
     let recorded = Sandbox::new();
     recorded.reconcile(&repo).ok();

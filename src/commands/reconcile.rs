@@ -182,12 +182,13 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
     }
     ui::line(deploy::summary(plan, &outcome));
     prepared.succeeded(settings, host, &store);
-    // Off the up-to-date path: every fetch adds a pack, and a mirror of a
-    // thousand packs makes every later run slower.
+    let published = publish(settings, host, options);
+    // Off the up-to-date path, after the sites are served: every fetch adds
+    // a pack, and a mirror of a thousand packs makes every later run slower.
     if let Err(e) = mirror.maintain() {
         ui::warn(&format!("cannot repack the mirror: {e}"));
     }
-    publish(settings, host, options)
+    published
 }
 
 /// Make the publish targets of the live release serve it (a no-op when they

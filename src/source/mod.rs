@@ -222,9 +222,9 @@ impl Mirror {
     /// `MAX_PACKS` of them (each fetch adds one): the objects of every pack
     /// but the largest go into one new pack, so the work is bounded by what
     /// was fetched since, never by the whole history, and no object is ever
-    /// dropped (a kept release's commit stays readable). Loose objects (a
-    /// first fetch copies those of a local repository as they are) go into
-    /// a pack too: each costs a file to open on every read. Runs after a
+    /// dropped (a kept release's commit stays readable). Small loose objects
+    /// (a first fetch copies those of a local repository as they are) go
+    /// into a pack too: each costs a file to open on every read. Runs after a
     /// deploy, never on the up-to-date path. The new pack is on disk
     /// (fsync) before any old one or loose object is removed, index first,
     /// so a crash at any point leaves every object readable.
@@ -283,17 +283,17 @@ impl Mirror {
             }
             merged.push(pack);
         }
+        let mut packed = Vec::new();
         for sub in &loose {
-            for id in loose_ids(sub) {
+            let ids = loose_ids(sub).map_err(|e| fail(format!("{}: {e}", sub.display())))?;
+            for (id, path) in ids {
                 builder
                     .insert_object(id, None)
                     .map_err(|e| fail(e.message().into()))?;
+                packed.push(path);
             }
         }
         if builder.object_count() == 0 {
-            for sub in &loose {
-                let _ = std::fs::remove_dir_all(sub); // nothing but temporary files
-            }
             return Ok(());
         }
         builder
@@ -316,8 +316,12 @@ impl Mirror {
                 let _ = std::fs::remove_file(pack.with_extension(ext));
             }
         }
+        // Only what went into the pack; a directory goes once empty.
+        for path in packed {
+            let _ = std::fs::remove_file(path);
+        }
         for sub in &loose {
-            let _ = std::fs::remove_dir_all(sub);
+            let _ = std::fs::remove_dir(sub);
         }
         let _ = sync(&dir);
         Ok(())
@@ -581,22 +585,32 @@ fn loose_dirs(objects: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The ids of the loose objects in `dir` (`objects/ab/`); anything else
-/// there (a temporary file) is not one.
-fn loose_ids(dir: &Path) -> Vec<git2::Oid> {
-    let prefix = dir.file_name().map(|n| n.to_string_lossy().into_owned());
-    let (Some(prefix), Ok(entries)) = (prefix, std::fs::read_dir(dir)) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name();
-            let name = name.to_str()?;
-            let hex = name.len() == 38 && name.bytes().all(|b| b.is_ascii_hexdigit());
-            hex.then(|| git2::Oid::from_str(&format!("{prefix}{name}")).ok())?
-        })
-        .collect()
+/// Loose objects bigger than this (compressed) stay loose: one file to open
+/// costs little next to reading them, and packing them means compressing
+/// them again and comparing them for deltas (200 MiB of history: 45 s).
+const MAX_LOOSE_PACKED: u64 = 256 << 10;
+
+/// The small loose objects in `dir` (`objects/ab/`): id and file. Anything
+/// else there (a temporary file, a big object) stays.
+fn loose_ids(dir: &Path) -> std::io::Result<Vec<(git2::Oid, PathBuf)>> {
+    let prefix = dir.file_name().unwrap_or_default().to_string_lossy();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let hex = name.len() == 38 && name.bytes().all(|b| b.is_ascii_hexdigit());
+        if entry.metadata()?.len() > MAX_LOOSE_PACKED {
+            continue;
+        }
+        if let Some(id) = hex
+            .then(|| git2::Oid::from_str(&format!("{prefix}{name}")).ok())
+            .flatten()
+        {
+            found.push((id, entry.path()));
+        }
+    }
+    Ok(found)
 }
 
 /// Remove every object of a mirror (its packs and loose objects): back to

@@ -502,21 +502,21 @@ fn only_a_release_nothing_needs_is_recycled() {
     let state = store(&host).state;
     assert_eq!(release::recyclable(&host, &layout, 4, &state, None), None);
     // The release a rollback would go back to (c2 quarantined: r-c1).
-    let mut store_ = store(&host);
+    let mut saved = store(&host);
     let quarantine = crate::plan::state::StateChange::Quarantine {
         commit: "c2".into(),
         reason: "test".into(),
     };
-    store_.change(&host, &quarantine).unwrap();
+    saved.change(&host, &quarantine).unwrap();
     assert_eq!(recyclable(&host), None);
     // One a service still runs on.
     let host = three();
-    let mut store_ = store(&host);
-    store_
+    let mut saved = store(&host);
+    saved
         .state
         .started_on
         .insert("old.service".into(), "r-c1".into());
-    store_.save(&host).unwrap();
+    saved.save(&host).unwrap();
     assert_eq!(recyclable(&host), None);
     // One that ran containers.
     let host = three();

@@ -244,7 +244,10 @@ impl Mirror {
                     .collect()
             })
             .unwrap_or_default();
-        let loose = loose_dirs(&self.path.join("objects"));
+        // Decided before anything is written: big loose objects stay, and a
+        // mirror holding only those has nothing to pack.
+        let loose = small_loose_objects(&self.path.join("objects"))
+            .map_err(|e| fail(format!("loose objects: {e}")))?;
         if packs.len() <= MAX_PACKS && loose.is_empty() {
             return Ok(());
         }
@@ -283,15 +286,10 @@ impl Mirror {
             }
             merged.push(pack);
         }
-        let mut packed = Vec::new();
-        for sub in &loose {
-            let ids = loose_ids(sub).map_err(|e| fail(format!("{}: {e}", sub.display())))?;
-            for (id, path) in ids {
-                builder
-                    .insert_object(id, None)
-                    .map_err(|e| fail(e.message().into()))?;
-                packed.push(path);
-            }
+        for (id, _) in &loose {
+            builder
+                .insert_object(*id, None)
+                .map_err(|e| fail(e.message().into()))?;
         }
         if builder.object_count() == 0 {
             return Ok(());
@@ -317,11 +315,13 @@ impl Mirror {
             }
         }
         // Only what went into the pack; a directory goes once empty.
-        for path in packed {
+        for (_, path) in &loose {
             let _ = std::fs::remove_file(path);
         }
-        for sub in &loose {
-            let _ = std::fs::remove_dir(sub);
+        let dirs: std::collections::BTreeSet<&Path> =
+            loose.iter().filter_map(|(_, path)| path.parent()).collect();
+        for dir in dirs {
+            let _ = std::fs::remove_dir(dir);
         }
         let _ = sync(&dir);
         Ok(())
@@ -571,18 +571,16 @@ impl Mirror {
 const MAX_PACKS: usize = 16;
 
 /// The directories of a mirror's loose objects (`objects/ab/`).
-fn loose_dirs(objects: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(objects) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name();
-            name.len() == 2 && name.as_encoded_bytes().iter().all(u8::is_ascii_hexdigit)
-        })
-        .map(|e| e.path())
-        .collect()
+fn loose_dirs(objects: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(objects)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.len() == 2 && name.as_encoded_bytes().iter().all(u8::is_ascii_hexdigit) {
+            dirs.push(entry.path());
+        }
+    }
+    Ok(dirs)
 }
 
 /// Loose objects bigger than this (compressed) stay loose: one file to open
@@ -590,24 +588,26 @@ fn loose_dirs(objects: &Path) -> Vec<PathBuf> {
 /// them again and comparing them for deltas (200 MiB of history: 45 s).
 const MAX_LOOSE_PACKED: u64 = 256 << 10;
 
-/// The small loose objects in `dir` (`objects/ab/`): id and file. Anything
-/// else there (a temporary file, a big object) stays.
-fn loose_ids(dir: &Path) -> std::io::Result<Vec<(git2::Oid, PathBuf)>> {
-    let prefix = dir.file_name().unwrap_or_default().to_string_lossy();
+/// The small loose objects of a mirror: id and file. Anything else in their
+/// directories (a temporary file, a big object) stays.
+fn small_loose_objects(objects: &Path) -> std::io::Result<Vec<(git2::Oid, PathBuf)>> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let hex = name.len() == 38 && name.bytes().all(|b| b.is_ascii_hexdigit());
-        if entry.metadata()?.len() > MAX_LOOSE_PACKED {
-            continue;
-        }
-        if let Some(id) = hex
-            .then(|| git2::Oid::from_str(&format!("{prefix}{name}")).ok())
-            .flatten()
-        {
-            found.push((id, entry.path()));
+    for dir in loose_dirs(objects)? {
+        let prefix = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.len() != 38 || entry.metadata()?.len() > MAX_LOOSE_PACKED {
+                continue;
+            }
+            if let Ok(id) = git2::Oid::from_str(&format!("{prefix}{name}")) {
+                found.push((id, entry.path()));
+            }
         }
     }
     Ok(found)
@@ -616,20 +616,19 @@ fn loose_ids(dir: &Path) -> std::io::Result<Vec<(git2::Oid, PathBuf)>> {
 /// Remove every object of a mirror (its packs and loose objects): back to
 /// an empty mirror after a seed that did not finish.
 fn empty_objects(objects: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(objects)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let loose = name.len() == 2 && name.chars().all(|c| c.is_ascii_hexdigit());
-        if loose {
-            std::fs::remove_dir_all(entry.path())?;
-        } else if name == "pack" {
-            for file in std::fs::read_dir(entry.path())? {
+    for dir in loose_dirs(objects)? {
+        std::fs::remove_dir_all(dir)?;
+    }
+    match std::fs::read_dir(objects.join("pack")) {
+        Ok(files) => {
+            for file in files {
                 std::fs::remove_file(file?.path())?;
             }
+            Ok(())
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// The object ids a pack's index (version 2) lists, read without loading

@@ -10,8 +10,6 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    #[command(flatten)]
-    pub common: Common,
     /// More detail on stderr (-v, -vv).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -20,33 +18,39 @@ pub struct Cli {
     pub quiet: bool,
 }
 
-/// Flags every subcommand accepts; each overrides the host config.
-#[derive(Debug, Args, Default)]
+// Flags every subcommand that reads the host config accepts (after the
+// subcommand's name); each overrides the host config. Not `global`: clap
+// would copy each into every subcommand on every run. (A plain comment: a
+// doc comment would become the `about` of every subcommand.)
+#[derive(Debug, Args, Default, Clone)]
 pub struct Common {
     /// Host config file [default: <root>/etc/plumb/plumb.yaml].
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Put every absolute host path under DIR (a sandbox; no root needed).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Deploy repo: a local path, file://, ssh:// or https:// URL.
-    #[arg(long, global = true, value_name = "URL|PATH")]
+    #[arg(long, value_name = "URL|PATH")]
     pub repo: Option<String>,
     /// Branch to deploy.
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, value_name = "NAME")]
     pub branch: Option<String>,
     /// Sub-directory of the repo that holds deploy.yaml.
-    #[arg(long, global = true, value_name = "SUBDIR")]
+    #[arg(long, value_name = "SUBDIR")]
     pub path: Option<String>,
     /// State directory (host path) [default: /var/lib/plumb].
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Host name that selects hosts/<NAME>.yaml [default: this machine's].
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
 }
 
+/// Each subcommand's arguments are built only when it is the one invoked
+/// (`defer`): a run parses its own flags, not every command's.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Fetch the deploy repo, plan, and bring the host to the target commit.
     Reconcile {
@@ -67,14 +71,21 @@ pub enum Command {
         /// commit (the branch was rewound on purpose). This run only.
         #[arg(long)]
         allow_rewind: bool,
+        #[command(flatten)]
+        common: Common,
     },
     /// Daemon: reconcile on the schedule, on SIGHUP and on webhooks; SIGTERM stops it.
-    Run,
+    Run {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Show what reconcile would do, with unified diffs; exit 10 if it would change anything.
     Plan {
         /// Machine-readable output (files, secrets and steps; no diffs).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        common: Common,
     },
     /// Deployed commit and release, last run, quarantine and drift.
     Status {
@@ -85,12 +96,16 @@ pub enum Command {
         /// whose size, mtime and inode did not change).
         #[arg(long)]
         verify: bool,
+        #[command(flatten)]
+        common: Common,
     },
     /// Releases on disk, newest first.
     Releases {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        common: Common,
     },
     /// Switch back to an earlier release (default: the previous one), with the
     /// same validation, restarts and health checks; quarantines the commit it leaves.
@@ -100,13 +115,21 @@ pub enum Command {
         /// Wait for the lock instead of failing when another run holds it.
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        common: Common,
     },
     /// Stop managing this host without breaking it: every managed link
     /// becomes a plain copy of its file; reconcile refuses until `attach`.
-    Detach,
+    Detach {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Manage a detached host again: the copies become links (refused if
     /// one was changed since `detach`).
-    Attach,
+    Attach {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Write a man page per command into DIR (for packaging).
@@ -120,6 +143,8 @@ pub enum Command {
         /// An empty or new directory to write the files into.
         #[arg(long, value_name = "OUT")]
         out: PathBuf,
+        #[command(flatten)]
+        common: Common,
     },
     /// Render a deploy repo working tree for every host it defines and check
     /// it (templates, paths, nginx -t, systemd-analyze verify).
@@ -137,5 +162,60 @@ pub enum Command {
         /// An armored OpenPGP keyring for `--signatures`.
         #[arg(long, value_name = "FILE")]
         openpgp_certs: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
     },
+}
+
+impl Command {
+    /// The host-config flags given to this subcommand; none for those that
+    /// only describe plumb itself (completions, man pages).
+    pub fn common(&self) -> Option<&Common> {
+        match self {
+            Command::Reconcile { common, .. }
+            | Command::Run { common }
+            | Command::Plan { common, .. }
+            | Command::Status { common, .. }
+            | Command::Releases { common, .. }
+            | Command::Rollback { common, .. }
+            | Command::Detach { common }
+            | Command::Attach { common }
+            | Command::Render { common, .. }
+            | Command::Validate { common, .. } => Some(common),
+            Command::Completions { .. } | Command::Manpages { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn every_subcommand_is_well_formed() {
+        // Builds the deferred subcommands too.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn host_flags_follow_the_subcommand_and_verbosity_goes_anywhere() {
+        let cli = Cli::try_parse_from(["plumb", "-v", "status", "--root", "/r"]).unwrap();
+        assert_eq!(cli.verbose, 1);
+        let after = Cli::try_parse_from(["plumb", "status", "-vv", "--root", "/r"]).unwrap();
+        assert_eq!(after.verbose, 2);
+        let common = cli.command.common().unwrap();
+        assert_eq!(common.root.as_deref(), Some(std::path::Path::new("/r")));
+        assert!(matches!(cli.command, Command::Status { .. }));
+        let before = Cli::try_parse_from(["plumb", "--root", "/r", "status"]).unwrap_err();
+        assert!(
+            before.to_string().contains("'status --root' exists"),
+            "{before}"
+        );
+        let run = Cli::try_parse_from(["plumb", "run", "--hostname", "h"]).unwrap();
+        assert_eq!(run.command.common().unwrap().hostname.as_deref(), Some("h"));
+        let completions = Cli::try_parse_from(["plumb", "completions", "bash"]).unwrap();
+        assert!(completions.command.common().is_none());
+    }
 }

@@ -23,12 +23,12 @@ use crate::spec::settings::{Flags, Settings};
 /// Run the command `cli` asks for; returns the exit code on success.
 pub fn run(cli: Cli) -> Result<u8, Error> {
     // What only describes plumb itself needs no host config.
-    match &cli.command {
-        Command::Completions { shell } => return Ok(assets::completions(*shell)),
-        Command::Manpages { dir } => return assets::manpages(dir),
-        _ => {}
-    }
-    let mut flags = flags(cli.common);
+    let common = match &cli.command {
+        Command::Completions { shell, .. } => return Ok(assets::completions(*shell)),
+        Command::Manpages { dir, .. } => return assets::manpages(dir),
+        command => command.common().cloned().unwrap_or_default(),
+    };
+    let mut flags = flags(common);
     if let Command::Validate { .. } | Command::Render { .. } = cli.command {
         // Validation renders a working tree; no remote is involved.
         flags.repo.get_or_insert_with(|| ".".into());
@@ -73,6 +73,7 @@ fn dispatch(
             force,
             wait,
             allow_rewind,
+            ..
         } => {
             // `plumb run` says why it started this run; systemd sets
             // INVOCATION_ID for the runs of plumb.service (the timer).
@@ -90,19 +91,19 @@ fn dispatch(
             };
             reconcile::run_with_metrics(settings, host, &options)
         }
-        Command::Run => run::run(settings, flags),
-        Command::Plan { json } => plan::run(settings, host, json),
-        Command::Status { json, verify } => status::run(settings, host, json, verify),
-        Command::Releases { json } => releases::run(settings, host, json),
-        Command::Rollback { release, wait } => {
+        Command::Run { .. } => run::run(settings, flags),
+        Command::Plan { json, .. } => plan::run(settings, host, json),
+        Command::Status { json, verify, .. } => status::run(settings, host, json, verify),
+        Command::Releases { json, .. } => releases::run(settings, host, json),
+        Command::Rollback { release, wait, .. } => {
             rollback::run(settings, host, release.as_deref(), wait)
         }
         Command::Completions { .. } | Command::Manpages { .. } => {
             unreachable!("answered before the settings are read")
         }
-        Command::Detach => detach::detach(settings, host),
-        Command::Attach => detach::attach(settings, host),
-        Command::Render { dir, out } => {
+        Command::Detach { .. } => detach::detach(settings, host),
+        Command::Attach { .. } => detach::attach(settings, host),
+        Command::Render { dir, out, .. } => {
             let dir = dir.as_deref().unwrap_or(std::path::Path::new("."));
             render::run(settings, dir, &out)
         }
@@ -111,6 +112,7 @@ fn dispatch(
             signatures,
             allowed_signers,
             openpgp_certs,
+            ..
         } => {
             let dir = dir.as_deref().unwrap_or(std::path::Path::new("."));
             let mut settings = settings.clone();

@@ -57,7 +57,7 @@ Version: $version
 Architecture: $arch
 Maintainer: plumb developers <plumb@example.org>
 Installed-Size: $size
-Depends: libc6 (>= 2.36), zlib1g
+Depends: libc6 (>= 2.36)
 Recommends: openssh-client, nginx, sqlite3, systemd
 Suggests: certbot, age
 Section: admin

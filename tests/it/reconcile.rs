@@ -382,3 +382,23 @@ fn a_site_goes_live_over_http_until_its_certificate_exists_then_tls_follows() {
     assert!(!status.contains("tls:"), "{status}");
     assert!(sandbox.reconcile(&repo).ok().stdout.contains("up to date"));
 }
+
+#[test]
+fn a_template_can_raise_to_a_power() {
+    // The binary answers `pow` itself instead of loading libm (src/main.rs).
+    let repo = GitRepo::example_minimal();
+    let template = "templates/microblog-config.yaml.j2";
+    let text = repo.read(template);
+    repo.write(
+        template,
+        &format!("{text}# {{{{ 2 ** 10 }}}} {{{{ 2 ** 0.5 }}}} {{{{ 10 ** -2 }}}}\n"),
+    )
+    .commit("powers");
+    let sandbox = Sandbox::new();
+    sandbox.reconcile(&repo).ok();
+    let config = fs::read_to_string(sandbox.path("/etc/microblog/config.yaml")).unwrap();
+    assert!(
+        config.ends_with("# 1024 1.4142135623730951 0.01\n"),
+        "{config}"
+    );
+}

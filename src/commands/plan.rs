@@ -56,7 +56,8 @@ pub fn run(settings: &Settings, host: &dyn Host, json: bool) -> Result<u8, Error
     crate::apply::record::prepare_dirs(host, layout)?;
     let mut store = StateStore::load(host, &layout.state_file())?;
     let mirror = Mirror::open(&files.real(&layout.mirror()))?;
-    let commit = mirror.fetch(settings.remote()?, &settings.branch)?;
+    let deployed = store.state.deployed.as_ref().map(|d| d.commit.as_str());
+    let commit = mirror.fetch(settings.remote()?, &settings.branch, deployed)?;
     if let Some(q) = store.state.quarantined(&commit).filter(|_| !json) {
         ui::line(format_args!(
             "note: {} is quarantined ({}); reconcile will not deploy it without --force",

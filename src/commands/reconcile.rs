@@ -74,7 +74,8 @@ pub fn run(settings: &Settings, host: &dyn Host, options: &Options) -> Result<u8
     let mut store = StateStore::load(host, &layout.state_file())?;
     refuse_detached(&store)?;
     let mirror = Mirror::open(&files.real(&layout.mirror()))?;
-    let commit = mirror.fetch(settings.remote()?, &settings.branch)?;
+    let deployed = store.state.deployed.as_ref().map(|d| d.commit.as_str());
+    let commit = mirror.fetch(settings.remote()?, &settings.branch, deployed)?;
     let exec = Executor {
         host,
         layout,

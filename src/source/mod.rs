@@ -113,8 +113,15 @@ impl Mirror {
     /// Fetch `branch` from `remote` and return the commit id it points at.
     /// A branch the remote no longer has (deleted, or an empty repository)
     /// is an error naming the branches it does have — never the stale
-    /// commit the mirror still remembers.
-    pub fn fetch(&self, remote: &Remote, branch: &str) -> Result<String, FetchError> {
+    /// commit the mirror still remembers. `known` is a commit this host
+    /// already read as one (the deployed commit): when nothing was fetched
+    /// and the branch still names it, it is not read again.
+    pub fn fetch(
+        &self,
+        remote: &Remote,
+        branch: &str,
+        known: Option<&str>,
+    ) -> Result<String, FetchError> {
         let wanted = format!("refs/heads/{branch}");
         let no_branch = |advertised: &[String]| FetchError::NoBranch {
             remote: remote.shown(),
@@ -125,10 +132,14 @@ impl Mirror {
                 .map(str::to_string)
                 .collect(),
         };
-        if self.unchanged_local(remote, &wanted)
-            && let Some(commit) = self.resolve(branch)
-        {
-            return Ok(commit);
+        if let Some(id) = self.unchanged_local(remote, &wanted) {
+            let id = id.to_string();
+            if known == Some(id.as_str()) {
+                return Ok(id);
+            }
+            if let Some(commit) = self.resolve(branch) {
+                return Ok(commit);
+            }
         }
         let advertised = match self.fetch_refspecs(remote, &[format!("+{wanted}:{wanted}")]) {
             Err(FetchError::Remote { message, .. })
@@ -146,19 +157,16 @@ impl Mirror {
         self.resolve(branch).ok_or_else(|| no_branch(&advertised))
     }
 
-    /// Whether the remote is on this machine and its `wanted` ref names
-    /// what the mirror's already does: then there is nothing to fetch, and
-    /// one ref read replaces the transport's listing and negotiation.
-    fn unchanged_local(&self, remote: &Remote, wanted: &str) -> bool {
-        let Some(path) = local_path(&normalize_url(&remote.url)) else {
-            return false;
-        };
-        let Ok(mine) = self.repo.refname_to_id(wanted) else {
-            return false;
-        };
-        Repository::open(&path)
+    /// The object the mirror's `wanted` ref names, if the remote is on this
+    /// machine and its ref names the same: then there is nothing to fetch,
+    /// and one ref read replaces the transport's listing and negotiation.
+    fn unchanged_local(&self, remote: &Remote, wanted: &str) -> Option<git2::Oid> {
+        let path = local_path(&normalize_url(&remote.url))?;
+        let mine = self.repo.refname_to_id(wanted).ok()?;
+        let theirs = Repository::open(&path)
             .and_then(|theirs| theirs.refname_to_id(wanted))
-            .is_ok_and(|theirs| theirs == mine)
+            .ok()?;
+        (theirs == mine).then_some(mine)
     }
 
     /// Drop a local ref the remote no longer has.

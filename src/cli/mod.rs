@@ -10,6 +10,9 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// The host-config flags given before the subcommand's name.
+    #[command(flatten)]
+    pub before: Common,
     /// More detail on stderr (-v, -vv).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -18,10 +21,10 @@ pub struct Cli {
     pub quiet: bool,
 }
 
-// Flags every subcommand that reads the host config accepts (after the
-// subcommand's name); each overrides the host config. Not `global`: clap
-// would copy each into every subcommand on every run. (A plain comment: a
-// doc comment would become the `about` of every subcommand.)
+// Flags that override the host config, accepted before a subcommand's name
+// and after it (by each subcommand that reads the host config). Not
+// `global`: clap would copy each into every subcommand on every run. (A
+// plain comment: a doc comment would become every subcommand's `about`.)
 #[derive(Debug, Args, Default, Clone)]
 pub struct Common {
     /// Host config file [default: <root>/etc/plumb/plumb.yaml].
@@ -167,6 +170,26 @@ pub enum Command {
     },
 }
 
+impl Cli {
+    /// The host-config flags, those after the subcommand's name over those
+    /// before it.
+    pub fn common(&self) -> Common {
+        let before = self.before.clone();
+        let Some(after) = self.command.common().cloned() else {
+            return before;
+        };
+        Common {
+            config: after.config.or(before.config),
+            root: after.root.or(before.root),
+            repo: after.repo.or(before.repo),
+            branch: after.branch.or(before.branch),
+            path: after.path.or(before.path),
+            state_dir: after.state_dir.or(before.state_dir),
+            hostname: after.hostname.or(before.hostname),
+        }
+    }
+}
+
 impl Command {
     /// The host-config flags given to this subcommand; none for those that
     /// only describe plumb itself (completions, man pages).
@@ -189,6 +212,8 @@ impl Command {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use clap::{CommandFactory, Parser};
 
     use super::{Cli, Command};
@@ -200,22 +225,33 @@ mod tests {
     }
 
     #[test]
-    fn host_flags_follow_the_subcommand_and_verbosity_goes_anywhere() {
+    fn host_flags_go_before_or_after_the_subcommand_and_after_wins() {
         let cli = Cli::try_parse_from(["plumb", "-v", "status", "--root", "/r"]).unwrap();
         assert_eq!(cli.verbose, 1);
+        assert_eq!(cli.common().root.as_deref(), Some(Path::new("/r")));
+        assert!(matches!(cli.command, Command::Status { .. }));
         let after = Cli::try_parse_from(["plumb", "status", "-vv", "--root", "/r"]).unwrap();
         assert_eq!(after.verbose, 2);
-        let common = cli.command.common().unwrap();
-        assert_eq!(common.root.as_deref(), Some(std::path::Path::new("/r")));
-        assert!(matches!(cli.command, Command::Status { .. }));
-        let before = Cli::try_parse_from(["plumb", "--root", "/r", "status"]).unwrap_err();
-        assert!(
-            before.to_string().contains("'status --root' exists"),
-            "{before}"
-        );
-        let run = Cli::try_parse_from(["plumb", "run", "--hostname", "h"]).unwrap();
-        assert_eq!(run.command.common().unwrap().hostname.as_deref(), Some("h"));
+        let both = Cli::try_parse_from([
+            "plumb",
+            "--root",
+            "/before",
+            "--hostname",
+            "h",
+            "run",
+            "--root",
+            "/after",
+        ])
+        .unwrap();
+        let common = both.common();
+        assert_eq!(common.root.as_deref(), Some(Path::new("/after")));
+        assert_eq!(common.hostname.as_deref(), Some("h"));
         let completions = Cli::try_parse_from(["plumb", "completions", "bash"]).unwrap();
         assert!(completions.command.common().is_none());
+        let unknown = Cli::try_parse_from(["plumb", "completions", "bash", "--root", "/r"]);
+        assert_eq!(
+            unknown.unwrap_err().kind(),
+            clap::error::ErrorKind::UnknownArgument
+        );
     }
 }

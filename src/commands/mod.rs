@@ -23,12 +23,12 @@ use crate::spec::settings::{Flags, Settings};
 /// Run the command `cli` asks for; returns the exit code on success.
 pub fn run(cli: Cli) -> Result<u8, Error> {
     // What only describes plumb itself needs no host config.
-    let common = match &cli.command {
+    match &cli.command {
         Command::Completions { shell, .. } => return Ok(assets::completions(*shell)),
         Command::Manpages { dir, .. } => return assets::manpages(dir),
-        command => command.common().cloned().unwrap_or_default(),
-    };
-    let mut flags = flags(common);
+        _ => {}
+    }
+    let mut flags = flags(cli.common());
     if let Command::Validate { .. } | Command::Render { .. } = cli.command {
         // Validation renders a working tree; no remote is involved.
         flags.repo.get_or_insert_with(|| ".".into());

@@ -50,6 +50,9 @@ fn ignore_machine_config() {
     });
 }
 
+/// The marker that stands in the mirror while `Mirror::seed` copies objects.
+const SEEDING: &str = "objects/plumb-seeding";
+
 /// The bare mirror of the deploy repo in the state directory.
 pub struct Mirror {
     repo: Repository,
@@ -114,8 +117,9 @@ impl Mirror {
     /// A branch the remote no longer has (deleted, or an empty repository)
     /// is an error naming the branches it does have — never the stale
     /// commit the mirror still remembers. `known` is a commit this host
-    /// already read as one (the deployed commit): when nothing was fetched
-    /// and the branch still names it, it is not read again.
+    /// already read as one (the deployed commit): when nothing is to be
+    /// fetched and the branch still names it, it is not read again (unless
+    /// a seed was interrupted: then the fetch below repairs the mirror).
     pub fn fetch(
         &self,
         remote: &Remote,
@@ -134,7 +138,7 @@ impl Mirror {
         };
         if let Some(id) = self.unchanged_local(remote, &wanted) {
             let id = id.to_string();
-            if known == Some(id.as_str()) {
+            if known == Some(id.as_str()) && !self.path.join(SEEDING).exists() {
                 return Ok(id);
             }
             if let Some(commit) = self.resolve(branch) {
@@ -350,7 +354,7 @@ impl Mirror {
     /// empties the mirror's objects again before the transport runs.
     fn seed(&self, source: &Path) -> Result<(), git2::Error> {
         let objects = self.path.join("objects");
-        let marker = objects.join("plumb-seeding");
+        let marker = self.path.join(SEEDING);
         let interrupted = marker.exists();
         let empty = |dir: &Path| std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
         if !interrupted

@@ -2,7 +2,7 @@
 //! (`PLUMB_COMMIT` in the environment wins, e.g. when building from a
 //! tarball; "unknown" without either); and the unwinder linked in.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
@@ -41,25 +41,37 @@ fn git_head() -> Option<String> {
 /// Link gcc's unwinder (`libgcc_eh.a`, what `gcc -static-libgcc` uses) into
 /// the binary, so that every run loads one shared library fewer
 /// (`libgcc_s.so`: about 0.1 ms here, docs/decisions.md). Only for a native
-/// GNU build whose C compiler has it; otherwise Rust links libgcc_s as usual.
+/// GNU build whose linker driver is gcc's; otherwise Rust links libgcc_s as
+/// usual. A test checks which libraries the binary needs.
 fn static_unwinder() {
     let var = |name: &str| std::env::var(name).unwrap_or_default();
-    println!("cargo:rerun-if-env-changed=CC");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     if var("CARGO_CFG_TARGET_ENV") != "gnu"
         || var("TARGET") != var("HOST")
         || var("CARGO_CFG_TARGET_FEATURE").contains("crt-static")
     {
         return;
     }
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let Ok(out) = Command::new(cc)
+    // The driver rustc links with (`cc` unless configured) knows its own.
+    let linker = std::env::var("RUSTC_LINKER").unwrap_or_else(|_| "cc".into());
+    let archive = match Command::new(&linker)
         .arg("-print-file-name=libgcc_eh.a")
         .output()
-    else {
-        return;
+    {
+        Ok(out) => PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
+        Err(e) => {
+            println!("cargo:warning=cannot run {linker} ({e}): plumb will need libgcc_s.so");
+            return;
+        }
     };
-    let archive = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    if let (true, Some(dir)) = (archive.is_absolute() && archive.is_file(), archive.parent()) {
+    if !archive.is_absolute() || !archive.is_file() {
+        return;
+    }
+    println!("cargo:rerun-if-changed={}", archive.display());
+    // A directory of its own: the linker finds this archive there and none
+    // of the other libraries beside it.
+    let dir = PathBuf::from(var("OUT_DIR"));
+    if std::fs::copy(&archive, dir.join("libgcc_eh.a")).is_ok() {
         println!("cargo:rustc-link-search=native={}", dir.display());
         println!("cargo:rustc-link-lib=static=gcc_eh");
     }

@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 
 use crate::harness::{GitRepo, Sandbox, content_id};
 
@@ -401,4 +402,24 @@ fn a_template_can_raise_to_a_power() {
         config.ends_with("# 1024 1.4142135623730951 0.01\n"),
         "{config}"
     );
+}
+
+#[test]
+fn the_binary_needs_no_shared_library_but_libc() {
+    // Each shared library costs every run its loading (docs/decisions.md):
+    // zlib and gcc's unwinder are linked in, `pow` is the binary's own. A
+    // new dependency on libm (a float function) or another library shows here.
+    let out = Command::new("readelf")
+        .args(["-d", env!("CARGO_BIN_EXE_plumb")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let needed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| Some(l.split_once('[')?.1.trim_end_matches(']').to_string()))
+        // The loader itself (the unwinder may use its `_dl_find_object`).
+        .filter(|name| !name.starts_with("ld-linux"))
+        .collect();
+    assert_eq!(needed, ["libc.so.6"]);
 }

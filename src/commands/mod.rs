@@ -24,8 +24,8 @@ use crate::spec::settings::{Flags, Settings};
 pub fn run(cli: Cli) -> Result<u8, Error> {
     // What only describes plumb itself needs no host config.
     match &cli.command {
-        Command::Completions { shell, .. } => return Ok(assets::completions(*shell)),
-        Command::Manpages { dir, .. } => return assets::manpages(dir),
+        Command::Completions { shell } => return Ok(assets::completions(*shell)),
+        Command::Manpages { dir } => return assets::manpages(dir),
         _ => {}
     }
     let mut flags = flags(cli.common());

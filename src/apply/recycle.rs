@@ -10,7 +10,6 @@ use std::path::Path;
 
 use super::release::Source;
 use crate::host::{Files, Kind, Stat};
-use crate::plan::release::ReleaseInfo;
 
 /// The files a recycled release may keep: key inside the release, and the
 /// inode the current release's file has (intact, as observed).
@@ -21,10 +20,10 @@ pub struct Keepable {
 }
 
 impl Keepable {
-    /// The files of `planned` that `release::build` would link from the
-    /// current release: the managed files, and the sources of apps without
-    /// a build (a build's directory is written afresh, as its user).
-    pub fn of(source: &Source, planned: &ReleaseInfo) -> Keepable {
+    /// The files of the planned release that `release::build` would link
+    /// from the current one: the managed files, and the sources of apps
+    /// without a build (a build's directory is written afresh, as its user).
+    pub fn of(source: &Source) -> Keepable {
         let mut keepable = Keepable {
             inodes: HashMap::new(),
             dirs: HashSet::new(),
@@ -37,7 +36,7 @@ impl Keepable {
                 .and_then(|rest| rest.split_once('/'))
                 .is_some_and(|(app, _)| !source.desired.builds.contains_key(app))
         };
-        for (key, entry) in &planned.manifest {
+        for (key, entry) in &source.planned.manifest {
             if !(key.starts_with("files/") || unbuilt(key))
                 || source.tampered.contains(key)
                 || source.restat.contains(key)

@@ -165,7 +165,7 @@ fn recycle(
     files
         .sync(&releases)
         .map_err(ApplyError::io("fsync", &releases))?;
-    let keepable = super::recycle::Keepable::of(source, source.planned);
+    let keepable = super::recycle::Keepable::of(source);
     let like = files
         .stat(&releases)
         .map_err(ApplyError::io("stat", &releases))?;
